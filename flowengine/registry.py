@@ -1,0 +1,123 @@
+"""Names a flow may use: guards (pure predicates) and effects (adapter operations).
+
+A flow file never contains code. ``guards: [amount_fixed]`` and ``effect: evm.deliver``
+are names looked up here, so a flow can be validated, drawn and diffed without running
+anything, and a third-party package extends the vocabulary through the
+``flowengine.adapters`` entry-point group (each entry point is a callable that receives
+the registry and registers its names).
+
+Guards are pure functions of the session's facts and the event's payload. Effects are
+only *declared* here (name and meaning); the adapter that performs one is bound by the
+effect runner, never inside a transition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+ENTRY_POINT_GROUP = "flowengine.adapters"
+
+
+class GuardContext(Protocol):
+    """What a guard may look at: the session as its public resource, and the event payload."""
+
+    @property
+    def session(self) -> Mapping[str, Any]: ...
+
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Facts:
+    """A plain :class:`GuardContext`, for evaluating guards outside a running machine."""
+
+    session: Mapping[str, Any] = field(default_factory=dict)
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+Guard = Callable[[GuardContext], bool]
+
+
+@dataclass(frozen=True)
+class GuardInfo:
+    name: str
+    check: Guard
+    description: str
+
+
+@dataclass(frozen=True)
+class EffectInfo:
+    name: str
+    description: str
+
+
+@dataclass
+class Registry:
+    """The guard and effect names known to one engine (or one validation run)."""
+
+    guards: dict[str, GuardInfo] = field(default_factory=dict)
+    effects: dict[str, EffectInfo] = field(default_factory=dict)
+
+    def guard(self, name: str, description: str = "") -> Callable[[Guard], Guard]:
+        """Decorator registering ``fn`` as the guard called ``name``."""
+
+        def register(fn: Guard) -> Guard:
+            self.guards[name] = GuardInfo(name, fn, description or (fn.__doc__ or "").strip())
+            return fn
+
+        return register
+
+    def add_guard(self, name: str, check: Guard, description: str = "") -> None:
+        self.guard(name, description)(check)
+
+    def declare_effect(self, name: str, description: str) -> None:
+        self.effects[name] = EffectInfo(name, description)
+
+    def copy(self) -> Registry:
+        return Registry(dict(self.guards), dict(self.effects))
+
+    @classmethod
+    def default(cls) -> Registry:
+        """The built-in names plus whatever installed packages add via entry points."""
+        registry = cls()
+        _register_builtins(registry)
+        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+            entry_point.load()(registry)
+        return registry
+
+
+@cache
+def default_registry() -> Registry:
+    """The process-wide default registry, built once (entry points are loaded once)."""
+    return Registry.default()
+
+
+def _destination(session: Mapping[str, Any]) -> Mapping[str, Any]:
+    destination = session.get("destination")
+    return destination if isinstance(destination, Mapping) else {}
+
+
+def _register_builtins(registry: Registry) -> None:
+    registry.add_guard(
+        "amount_fixed",
+        lambda ctx: _destination(ctx.session).get("amountUnits") is not None,
+        "the merchant fixed destination.amountUnits, so the payer does not choose an amount",
+    )
+    registry.add_guard(
+        "has_calldata",
+        lambda ctx: bool(_destination(ctx.session).get("calldata")),
+        "destination.calldata is set: delivery is a contract call",
+    )
+    for name, meaning in {
+        "evm.deliver": "transfer the destination token to destination.address",
+        "evm.settle": "wait until the delivery transaction has its confirmations",
+        "evm.call": "approve the delivered amount to destination.address and call it with "
+        "destination.calldata",
+        "evm.refund": "send the received funds to refundAddress",
+    }.items():
+        registry.declare_effect(name, meaning)

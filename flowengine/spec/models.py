@@ -1,0 +1,266 @@
+"""The flow language, as pydantic models: what a ``flows/*.yaml`` file may say.
+
+These models check the *shape* of one document (types, required keys, names that are
+well formed). Whether the document makes sense as a state chart (targets exist, every
+state can finish, guards are known) is the job of :mod:`flowengine.spec.checks`, which
+can see the whole flow at once and report every problem with its position.
+
+Schema version 1 (``flowengine: 1``)::
+
+    flowengine: 1
+    name: deposit
+    version: 3
+    states:
+      created: {initial: true, status: requires_payment_method,
+                timers: [{at: expires_at, event: expire}]}
+      paid:    {status: processing, effect: evm.deliver,
+                outcomes: {done: completed, failed: refunding}}
+      ...
+    transitions:
+      - {event: payment_detected, from: created, to: paid, guards: [amount_fixed]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from ..durations import parse_duration
+from .yamlpos import Positions
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+EVENT_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+_EVENT = re.compile(EVENT_PATTERN)
+
+#: The four ways an effect can end (see DESIGN: success or failure only on evidence).
+#: An ``ok`` outcome reaches the flow as the event ``<effect>.done``.
+OUTCOME_ARMS = ("done", "failed", "pending", "unknown")
+OutcomeArm = Literal["done", "failed", "pending", "unknown"]
+
+
+@dataclass(frozen=True)
+class FlowSource:
+    """The text a flow was loaded from, and where each of its keys sits."""
+
+    file: str
+    text: str
+    positions: Positions
+
+
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+def _text(value: object) -> object:
+    """``version: 2`` and ``version: "2"`` mean the same; keep it as text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+StateName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+EventName = Annotated[str, Field(pattern=EVENT_PATTERN, max_length=128)]
+Names = Annotated[list[StateName], BeforeValidator(_one_or_many)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class TimerSpec(_Strict):
+    """Send ``event`` to the session a while after it enters the state.
+
+    ``after`` is a duration from entering the state; ``at: expires_at`` is the session's
+    own expiry (``expiresIn`` at creation). Leaving the state cancels the timer.
+    """
+
+    event: EventName
+    after: str | None = None
+    at: Literal["expires_at"] | None = None
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_clock(self) -> TimerSpec:
+        if (self.after is None) == (self.at is None):
+            raise ValueError("a timer needs exactly one of 'after: <duration>' or 'at: expires_at'")
+        return self
+
+    @property
+    def after_seconds(self) -> int | None:
+        return parse_duration(self.after) if self.after is not None else None
+
+
+class StateSpec(_Strict):
+    """One state of the session lifecycle."""
+
+    initial: bool = False
+    final: bool = False
+    label: str | None = Field(default=None, max_length=200)
+    status: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        description="the status the API shows for a session here; defaults to the state name",
+    )
+    description: str | None = None
+    effect: EventName | None = Field(
+        default=None, description="an effect (adapter operation) requested on entering the state"
+    )
+    outcomes: dict[OutcomeArm, StateName] = Field(
+        default_factory=dict,
+        description="where the effect's outcome leads: done, failed, pending, unknown",
+    )
+    timers: list[TimerSpec] = Field(default_factory=list)
+    emit: Annotated[list[EventName], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list, description="webhook events sent on entering the state"
+    )
+
+    def status_name(self, state_name: str) -> str:
+        return self.status or state_name
+
+
+class TransitionSpec(_Strict):
+    """``event`` moves a session from any of ``from`` to ``to`` when every guard holds."""
+
+    event: EventName
+    sources: Names = Field(alias="from", min_length=1)
+    to: StateName
+    guards: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    unless: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    effects: Annotated[list[EventName], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list, description="effects requested when this transition is taken"
+    )
+    description: str | None = None
+
+    @property
+    def condition(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The guard condition as a value, for comparing two transitions."""
+        return frozenset(self.guards), frozenset(self.unless)
+
+    def condition_text(self) -> str:
+        parts = [*self.guards, *(f"not {name}" for name in self.unless)]
+        return " and ".join(parts)
+
+
+class FlowSpec(_Strict):
+    """A whole flow file."""
+
+    _source: FlowSource | None = PrivateAttr(default=None)
+
+    flowengine: Literal[1] = Field(description="the flow-language version; this is 1")
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+    version: Annotated[str, BeforeValidator(_text), Field(min_length=1, max_length=40)]
+    description: str = ""
+    states: dict[StateName, StateSpec] = Field(min_length=1)
+    transitions: list[TransitionSpec] = Field(default_factory=list)
+
+    @property
+    def source(self) -> FlowSource | None:
+        """Where the flow was loaded from (file, text, positions), when it came from a file."""
+        return self._source
+
+    @cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the flow's canonical form: formatting and comments do not count."""
+        canonical = json.dumps(
+            self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def initial_state(self) -> str:
+        return next(name for name, state in self.states.items() if state.initial)
+
+    def outgoing(self, state: str) -> list[Edge]:
+        return [edge for edge in self.edges() if edge.source == state]
+
+    def edges(self) -> list[Edge]:
+        """Every way out of every state: transitions, effect outcomes and timers."""
+        edges: list[Edge] = []
+        for name, state in self.states.items():
+            for arm, target in state.outcomes.items():
+                if state.effect:
+                    edges.append(
+                        Edge(name, target, f"{state.effect}.{arm}", kind="outcome", effect=arm)
+                    )
+            for index, timer in enumerate(state.timers):
+                for transition in self.transitions:
+                    if transition.event == timer.event and name in transition.sources:
+                        edges.append(
+                            Edge(
+                                name,
+                                transition.to,
+                                timer.event,
+                                kind="timer",
+                                guard=transition.condition_text(),
+                                timer=timer.after or "expires_at",
+                                index=index,
+                            )
+                        )
+        timer_events = {
+            (name, timer.event) for name, state in self.states.items() for timer in state.timers
+        }
+        for index, transition in enumerate(self.transitions):
+            for source in transition.sources:
+                if (source, transition.event) in timer_events:
+                    continue
+                edges.append(
+                    Edge(
+                        source,
+                        transition.to,
+                        transition.event,
+                        kind="event",
+                        guard=transition.condition_text(),
+                        effects=tuple(transition.effects),
+                        index=index,
+                    )
+                )
+        return edges
+
+    def events(self) -> list[str]:
+        """Every event the flow reacts to, in first-seen order."""
+        return list(dict.fromkeys(edge.event for edge in self.edges()))
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One arrow of the flow's graph (a derived view, used by checks, paths and diagrams)."""
+
+    source: str
+    target: str
+    event: str
+    kind: Literal["event", "outcome", "timer"]
+    guard: str = ""
+    effects: tuple[str, ...] = ()
+    effect: str = ""
+    timer: str = ""
+    index: int = 0
+
+    def label(self) -> str:
+        text = self.event
+        if self.guard:
+            text += f" [{self.guard}]"
+        if self.effects:
+            text += " / " + ", ".join(self.effects)
+        return text
+
+
+def is_event_name(text: str) -> bool:
+    return bool(_EVENT.match(text))
