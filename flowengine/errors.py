@@ -75,3 +75,20 @@ class IdempotencyConflict(FlowEngineError):
 
 class StoreError(FlowEngineError):
     """The store could not be opened or used (bad URL, unreachable database)."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid field of a request: ``param`` is its dotted path (``destination.address``)."""
+
+    param: str
+    code: str
+    message: str
+
+
+class ValidationError(FlowEngineError):
+    """A request (e.g. create-session) has invalid fields; each one is listed, nothing written."""
+
+    def __init__(self, errors: Iterable[FieldError]) -> None:
+        self.errors: tuple[FieldError, ...] = tuple(errors)
+        super().__init__("; ".join(f"{e.param}: {e.message}" for e in self.errors))
