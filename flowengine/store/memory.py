@@ -1,0 +1,214 @@
+"""An in-process store (``memory://``): the same contract as the SQL stores, no disk.
+
+For tests, demos and the CLI's dry runs. One lock serializes transactions (so
+concurrent senders behave as on a database with row locks), and an undo log rolls back
+every write of a transaction that raises, so "nothing is written" holds here too.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from .base import (
+    JSON,
+    EffectAttempt,
+    EffectRecord,
+    EventRecord,
+    FlowVersionRecord,
+    SessionRecord,
+    TimerRecord,
+    TimerStatus,
+    WebhookRecord,
+)
+
+
+class MemoryStore:
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self.sessions: dict[str, SessionRecord] = {}
+        self.log: dict[str, list[EventRecord]] = defaultdict(list)
+        self.event_ids: dict[tuple[str, str], EventRecord] = {}
+        self.event_refs: dict[tuple[str, str], EventRecord] = {}
+        self.effect_rows: dict[str, EffectRecord] = {}
+        self.effect_keys: dict[str, list[str]] = defaultdict(list)
+        self.attempt_rows: dict[str, list[EffectAttempt]] = defaultdict(list)
+        self.timer_rows: dict[int, TimerRecord] = {}
+        self.timer_heap: list[tuple[int, int]] = []
+        self.webhook_rows: dict[str, list[WebhookRecord]] = defaultdict(list)
+        self.flow_versions: dict[str, FlowVersionRecord] = {}
+        self._next_id = 1
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryTransaction]:
+        with self._lock:
+            tx = MemoryTransaction(self)
+            try:
+                yield tx
+            except BaseException:
+                tx.rollback()
+                raise
+
+    def close(self) -> None:
+        pass
+
+    def next_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+
+class MemoryTransaction:
+    def __init__(self, store: MemoryStore) -> None:
+        self.s = store
+        self._undo: list[Callable[[], None]] = []
+
+    def rollback(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+    def _set(self, table: dict[str, SessionRecord], key: str, value: SessionRecord) -> None:
+        old = table.get(key)
+        table[key] = value
+        self._undo.append(lambda: table.__setitem__(key, old) if old is not None else table.pop(key, None))
+
+    # sessions and their log
+    def get_session(self, session_id: str, *, for_update: bool = False) -> SessionRecord | None:
+        return self.s.sessions.get(session_id)
+
+    def insert_session(self, record: SessionRecord) -> None:
+        if record.session_id in self.s.sessions:
+            raise KeyError(f"session {record.session_id} exists")
+        self._set(self.s.sessions, record.session_id, record)
+
+    def update_session(self, record: SessionRecord) -> None:
+        self._set(self.s.sessions, record.session_id, record)
+
+    def find_event(self, session_id: str, event_id: str) -> EventRecord | None:
+        return self.s.event_ids.get((session_id, event_id))
+
+    def find_event_by_ref(self, session_id: str, external_ref: str) -> EventRecord | None:
+        return self.s.event_refs.get((session_id, external_ref))
+
+    def append_event(self, event: EventRecord) -> None:
+        id_key = (event.session_id, event.event_id)
+        if id_key in self.s.event_ids:
+            raise KeyError(f"event {event.event_id} already logged")
+        log = self.s.log[event.session_id]
+        log.append(event)
+        self.s.event_ids[id_key] = event
+        self._undo.append(log.pop)
+        self._undo.append(lambda: self.s.event_ids.pop(id_key, None))
+        if event.external_ref is not None:
+            ref_key = (event.session_id, event.external_ref)
+            self.s.event_refs[ref_key] = event
+            self._undo.append(lambda: self.s.event_refs.pop(ref_key, None))
+
+    def events(self, session_id: str) -> list[EventRecord]:
+        return list(self.s.log.get(session_id, ()))
+
+    # outboxes
+    def add_effect(self, effect: EffectRecord) -> None:
+        if effect.key in self.s.effect_rows:
+            raise KeyError(f"effect {effect.key} exists")
+        self.s.effect_rows[effect.key] = effect
+        keys = self.s.effect_keys[effect.session_id]
+        keys.append(effect.key)
+        self._undo.append(lambda: self.s.effect_rows.pop(effect.key, None))
+        self._undo.append(keys.pop)
+
+    def add_timer(
+        self, session_id: str, event: str, state: str, entered_seq: int, due_at: int
+    ) -> None:
+        timer = TimerRecord(self.s.next_id(), session_id, event, state, entered_seq, due_at)
+        self.s.timer_rows[timer.timer_id] = timer
+        heapq.heappush(self.s.timer_heap, (due_at, timer.timer_id))
+        self._undo.append(lambda: self.s.timer_rows.pop(timer.timer_id, None))
+
+    def add_webhook(self, session_id: str, type: str, body: JSON, created_at: int) -> None:
+        row = WebhookRecord(
+            self.s.next_id(), session_id, type, body, "pending", 0, created_at, created_at
+        )
+        rows = self.s.webhook_rows[session_id]
+        rows.append(row)
+        self._undo.append(rows.pop)
+
+    # workers
+    def claim_effects(
+        self, now: int, limit: int, worker: str, lease_ms: int
+    ) -> list[EffectRecord]:
+        claimed: list[EffectRecord] = []
+        for record in sorted(self.s.effect_rows.values(), key=lambda r: r.available_at):
+            if len(claimed) >= limit:
+                break
+            runnable = (record.status == "pending" and record.available_at <= now) or (
+                record.status == "running"
+                and record.lease_until is not None
+                and record.lease_until <= now
+            )
+            if runnable:
+                taken = replace(
+                    record,
+                    status="running",
+                    attempts=record.attempts + 1,
+                    lease_until=now + lease_ms,
+                    claimed_by=worker,
+                )
+                self.update_effect(taken)
+                claimed.append(taken)
+        return claimed
+
+    def get_effect(self, key: str) -> EffectRecord | None:
+        return self.s.effect_rows.get(key)
+
+    def update_effect(self, record: EffectRecord) -> None:
+        old = self.s.effect_rows[record.key]
+        self.s.effect_rows[record.key] = record
+        self._undo.append(lambda: self.s.effect_rows.__setitem__(record.key, old))
+
+    def record_attempt(self, attempt: EffectAttempt) -> None:
+        rows = self.s.attempt_rows[attempt.key]
+        rows.append(attempt)
+        self._undo.append(rows.pop)
+
+    def attempts(self, key: str) -> list[EffectAttempt]:
+        return list(self.s.attempt_rows.get(key, ()))
+
+    def claim_due_timers(self, now: int, limit: int) -> list[TimerRecord]:
+        heap = self.s.timer_heap
+        claimed: list[TimerRecord] = []
+        while heap and heap[0][0] <= now and len(claimed) < limit:
+            item = heapq.heappop(heap)
+            self._undo.append(lambda item=item: heapq.heappush(heap, item))  # type: ignore[misc]
+            timer = self.s.timer_rows.get(item[1])
+            if timer is not None and timer.status == "pending":
+                claimed.append(timer)
+        return claimed
+
+    def finish_timer(self, timer_id: int, status: TimerStatus) -> None:
+        old = self.s.timer_rows[timer_id]
+        self.s.timer_rows[timer_id] = replace(old, status=status)
+        self._undo.append(lambda: self.s.timer_rows.__setitem__(timer_id, old))
+
+    def timers(self, session_id: str) -> list[TimerRecord]:
+        return [t for t in self.s.timer_rows.values() if t.session_id == session_id]
+
+    def webhooks(self, session_id: str) -> list[WebhookRecord]:
+        return list(self.s.webhook_rows.get(session_id, ()))
+
+    def effects(self, session_id: str) -> list[EffectRecord]:
+        return [self.s.effect_rows[key] for key in self.s.effect_keys.get(session_id, ())]
+
+    # flow versions
+    def save_flow_version(self, record: FlowVersionRecord) -> None:
+        if record.content_hash not in self.s.flow_versions:
+            self.s.flow_versions[record.content_hash] = record
+            self._undo.append(lambda: self.s.flow_versions.pop(record.content_hash, None))
+
+    def get_flow_version(self, content_hash: str) -> FlowVersionRecord | None:
+        return self.s.flow_versions.get(content_hash)
