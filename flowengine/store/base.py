@@ -156,9 +156,7 @@ class Transaction(Protocol):
     def add_webhook(self, session_id: str, type: str, body: JSON, created_at: int) -> None: ...
 
     # workers
-    def claim_effects(
-        self, now: int, limit: int, worker: str, lease_ms: int
-    ) -> list[EffectRecord]:
+    def claim_effects(self, now: int, limit: int, worker: str, lease_ms: int) -> list[EffectRecord]:
         """Mark up to ``limit`` runnable effects as running for ``worker`` and return them.
 
         Runnable: pending and due, or running with an expired lease (its worker died).

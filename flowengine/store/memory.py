@@ -75,7 +75,10 @@ class MemoryTransaction:
     def _set(self, table: dict[str, SessionRecord], key: str, value: SessionRecord) -> None:
         old = table.get(key)
         table[key] = value
-        self._undo.append(lambda: table.__setitem__(key, old) if old is not None else table.pop(key, None))
+        if old is None:
+            self._undo.append(lambda: table.pop(key, None))
+        else:
+            self._undo.append(lambda: table.__setitem__(key, old))
 
     # sessions and their log
     def get_session(self, session_id: str, *, for_update: bool = False) -> SessionRecord | None:
@@ -139,9 +142,7 @@ class MemoryTransaction:
         self._undo.append(rows.pop)
 
     # workers
-    def claim_effects(
-        self, now: int, limit: int, worker: str, lease_ms: int
-    ) -> list[EffectRecord]:
+    def claim_effects(self, now: int, limit: int, worker: str, lease_ms: int) -> list[EffectRecord]:
         claimed: list[EffectRecord] = []
         for record in sorted(self.s.effect_rows.values(), key=lambda r: r.available_at):
             if len(claimed) >= limit:
