@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 
 from .base import (
     JSON,
@@ -65,7 +66,7 @@ class MemoryStore:
 class MemoryTransaction:
     def __init__(self, store: MemoryStore) -> None:
         self.s = store
-        self._undo: list[Callable[[], None]] = []
+        self._undo: list[Callable[[], object]] = []
 
     def rollback(self) -> None:
         for undo in reversed(self._undo):
@@ -185,7 +186,7 @@ class MemoryTransaction:
         claimed: list[TimerRecord] = []
         while heap and heap[0][0] <= now and len(claimed) < limit:
             item = heapq.heappop(heap)
-            self._undo.append(lambda item=item: heapq.heappush(heap, item))  # type: ignore[misc]
+            self._undo.append(partial(heapq.heappush, heap, item))
             timer = self.s.timer_rows.get(item[1])
             if timer is not None and timer.status == "pending":
                 claimed.append(timer)
