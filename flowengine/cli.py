@@ -13,11 +13,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from .compiler import Request, compile_flow
-from .errors import FlowEngineError, FlowValidationError
+from .errors import FlowEngineError, FlowValidationError, Problem
 from .spec import FlowSpec, load_flow
+
+DiagramFormat = Literal["dot", "svg", "png"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load_all(paths: Sequence[Path]) -> list[FlowSpec]:
     """Load every flow, collecting every file's problems before failing."""
-    specs, problems = [], []
+    specs: list[FlowSpec] = []
+    problems: list[Problem] = []
     for path in paths:
         try:
             specs.append(load_flow(path))
@@ -118,7 +121,7 @@ def _diagram(args: argparse.Namespace) -> int:
     unknown = [state for state in highlight if state not in spec.states]
     if unknown:
         raise FlowEngineError(f"--highlight names unknown states: {', '.join(unknown)}")
-    data = render(spec, fmt, highlight=highlight)
+    data = render(spec, cast(DiagramFormat, fmt), highlight=highlight)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_bytes(data)

@@ -210,6 +210,7 @@ class FlowSpec(_Strict):
                                 timer.event,
                                 kind="timer",
                                 guard=transition.condition_text(),
+                                effects=tuple(transition.effects),
                                 timer=timer.after or "expires_at",
                                 index=index,
                             )

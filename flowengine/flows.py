@@ -1,0 +1,77 @@
+"""The flows an engine knows: the current version of each by name, every version by hash.
+
+A new session runs the *current* version of its flow; an existing session runs the
+version it was created with, found by content hash (compiled once, cached), even after
+``flows/`` has changed on disk. Versions a store has seen but this process has not
+loaded are compiled from the canonical text the store keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from .compiler import CompiledFlow, compile_flow
+from .errors import FlowEngineError, FlowValidationError, Problem
+from .registry import Registry, default_registry
+from .spec import FlowSpec, load_flow
+
+
+class UnknownFlow(FlowEngineError):
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        super().__init__(f"unknown flow {name!r}; known flows: {', '.join(sorted(known))}")
+
+
+class FlowRegistry:
+    def __init__(self, flows: Iterable[FlowSpec] = (), registry: Registry | None = None) -> None:
+        self.registry = registry or default_registry()
+        self._current: dict[str, CompiledFlow] = {}
+        self._by_hash: dict[str, CompiledFlow] = {}
+        for spec in flows:
+            self.add(spec)
+
+    @classmethod
+    def from_directory(
+        cls, directory: str | Path = "flows", registry: Registry | None = None
+    ) -> FlowRegistry:
+        """Every ``*.yaml`` flow in ``directory``; all files' problems are reported together."""
+        registry = registry or default_registry()
+        specs: list[FlowSpec] = []
+        problems: list[Problem] = []
+        for path in sorted(Path(directory).glob("*.yaml")):
+            try:
+                specs.append(load_flow(path, registry=registry))
+            except FlowValidationError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise FlowValidationError(problems)
+        return cls(specs, registry)
+
+    def add(self, spec: FlowSpec) -> CompiledFlow:
+        """Make ``spec`` the current version of its flow."""
+        compiled = compile_flow(spec, self.registry)
+        self._current[spec.name] = compiled
+        self._by_hash[spec.content_hash] = compiled
+        return compiled
+
+    def current(self, name: str) -> CompiledFlow:
+        try:
+            return self._current[name]
+        except KeyError:
+            raise UnknownFlow(name, self._current) from None
+
+    def by_hash(self, content_hash: str) -> CompiledFlow | None:
+        return self._by_hash.get(content_hash)
+
+    def load_version(self, content_hash: str, text: str, name: str) -> CompiledFlow:
+        """Compile a stored version (not made current) and remember it by hash."""
+        spec = load_flow(
+            f"<stored flow {name} {content_hash[:12]}>", text=text, registry=self.registry
+        )
+        compiled = compile_flow(spec, self.registry)
+        self._by_hash[content_hash] = compiled
+        return compiled
+
+    def names(self) -> list[str]:
+        return sorted(self._current)
