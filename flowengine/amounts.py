@@ -1,0 +1,68 @@
+"""Amounts received, delivered and refunded: a fold over a session's events.
+
+Events that move money carry ``units`` (an integer in the destination token's base
+units) and usually ``txHash`` in their payload. Which events count as what is decided
+by the event's name, so any flow that uses the standard events gets the accounting:
+
+* ``payment_detected`` — the payer's funds arrived (received)
+* ``<chain>.deliver.done`` / ``<chain>.call.done`` — funds reached the merchant (delivered)
+* ``<chain>.refund.done`` — funds went back to ``refundAddress`` (refunded)
+
+The session keeps the fold as a projection, updated in the same transaction as the
+event, so reading a session never replays its log; ``reconcile`` recomputes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+KINDS = ("received", "delivered", "refunded")
+
+
+@dataclass(frozen=True)
+class Movement:
+    kind: str
+    units: int
+    tx_hash: str | None
+
+
+def movement(event: str, payload: Mapping[str, Any]) -> Movement | None:
+    """What money ``event`` moved, if any."""
+    if event == "payment_detected":
+        kind = "received"
+    elif event.endswith((".deliver.done", ".call.done")):
+        kind = "delivered"
+    elif event.endswith(".refund.done"):
+        kind = "refunded"
+    else:
+        return None
+    units = payload.get("units", 0)
+    if not isinstance(units, int) or isinstance(units, bool) or units < 0:
+        raise ValueError(f"payload 'units' of {event} must be a non-negative integer")
+    tx_hash = payload.get("txHash")
+    return Movement(kind, units, tx_hash if isinstance(tx_hash, str) else None)
+
+
+def empty() -> dict[str, Any]:
+    return {"received": 0, "delivered": 0, "refunded": 0, "txHashes": []}
+
+
+def apply(projection: Mapping[str, Any], event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``projection`` updated by one event (a new dict; the old one is not touched)."""
+    moved = movement(event, payload)
+    if moved is None:
+        return dict(projection)
+    updated = dict(projection)
+    updated[moved.kind] = int(projection.get(moved.kind, 0)) + moved.units
+    if moved.tx_hash:
+        updated["txHashes"] = [*projection.get("txHashes", []), moved.tx_hash]
+    return updated
+
+
+def fold(events: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    projection = empty()
+    for event, payload in events:
+        projection = apply(projection, event, payload)
+    return projection
