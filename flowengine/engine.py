@@ -1,0 +1,393 @@
+"""The engine: apply one event to one session, atomically and idempotently.
+
+``Engine.send`` is the whole contract of the library: load the session (locked), run
+the compiled python-statemachine class of the flow version the session was created
+with, and write the new state, a log row, the effects, timers and webhooks the
+transition requested, and the updated amounts, all in one store transaction. Nothing
+is performed here: workers (:mod:`flowengine.workers`) claim the outbox rows later
+and feed outcomes back as events. A crash at any moment therefore leaves either the
+whole step or nothing.
+
+``send_many`` puts several events (for several sessions) in one transaction — group
+commit — which is how a busy deployment amortises the cost of a durable commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+from . import amounts
+from .clock import Clock, SystemClock
+from .compiler import CompiledFlow, EffectRequest, Request, TimerRequest, WebhookRequest
+from .errors import (
+    FieldError,
+    FlowEngineError,
+    IdempotencyConflict,
+    SessionNotFound,
+    TransitionNotAllowed,
+    ValidationError,
+)
+from .flows import FlowRegistry, UnknownFlow
+from .sessions import (
+    Catalog,
+    CreateSessionRequest,
+    Session,
+    format_units,
+    new_client_secret,
+    new_session_id,
+    parse_create_request,
+)
+from .store import (
+    EffectRecord,
+    EventRecord,
+    FlowVersionRecord,
+    SessionRecord,
+    Store,
+    Transaction,
+    open_store,
+)
+
+CREATED_EVENT = "session.created"
+
+
+@dataclass(frozen=True)
+class EventInput:
+    """One event to apply: what happened, to which session, and how to recognise it again.
+
+    ``event_id`` makes a retry of the same send a no-op that returns the first result.
+    ``external_ref`` names the outside fact the event reports (e.g. ``8453:0xabc…:3``,
+    chain id + tx hash + log index), so the same fact reported twice counts once.
+    """
+
+    session_id: str
+    event: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    event_id: str | None = None
+    external_ref: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    record: SessionRecord
+    event: EventRecord
+    duplicate: bool = False
+    """True when this event had been applied before (same event id or external ref)."""
+
+    @cached_property
+    def session(self) -> Session:
+        return session_view(self.record)
+
+    @property
+    def state(self) -> str:
+        return self.record.state
+
+
+class Engine:
+    """Create sessions, feed them events, read them back.
+
+    >>> engine = Engine(FlowRegistry.from_directory("flows"), "sqlite:///sessions.db")
+    >>> session = engine.create_session({...})                      # doctest: +SKIP
+    >>> engine.send(session.session_id, "payment_detected", {"units": 25_000_000})
+    """
+
+    def __init__(
+        self,
+        flows: FlowRegistry,
+        store: Store | str = "memory://",
+        clock: Clock | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.flows = flows
+        self.store = open_store(store) if isinstance(store, str) else store
+        self.clock = clock or SystemClock()
+        self.catalog = catalog or Catalog.default()
+        self._saved_versions: set[str] = set()
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def create_session(self, request: CreateSessionRequest | Mapping[str, Any]) -> Session:
+        """Validate ``request`` (the body of ``POST /v1/sessions``) and start a session."""
+        if not isinstance(request, CreateSessionRequest):
+            request = parse_create_request(request, self.catalog)
+        try:
+            flow = self.flows.current(request.flow)
+        except UnknownFlow as exc:
+            raise ValidationError([FieldError("flow", "unknown_flow", str(exc))]) from None
+        now = self.clock.now_ms()
+        data = request.to_session_data(self.catalog)
+        data["clientSecret"] = new_client_secret()
+        data["amounts"] = amounts.empty()
+        step = flow.start(data)
+        spec = flow.spec
+        record = SessionRecord(
+            session_id=new_session_id(),
+            flow_name=spec.name,
+            flow_version=spec.version,
+            flow_hash=spec.content_hash,
+            state=step.target,
+            status=flow.status_of(step.target),
+            data=data,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + request.expires_in * 1000,
+            seq=1,
+            entered_seq=1,
+        )
+        created = EventRecord(
+            session_id=record.session_id,
+            seq=1,
+            event_id=CREATED_EVENT,
+            event=CREATED_EVENT,
+            source="",
+            target=step.target,
+            requests=_request_rows(step.requests),
+            created_at=now,
+        )
+        with self.store.transaction() as tx:
+            self._save_flow_version(tx, flow, now)
+            tx.insert_session(record)
+            tx.append_event(created)
+            self._write_requests(tx, record, step.requests, now)
+        return session_view(record)
+
+    def get(self, session_id: str, *, with_history: bool = False) -> Session:
+        with self.store.transaction() as tx:
+            record = tx.get_session(session_id)
+            if record is None:
+                raise SessionNotFound(session_id)
+            history = tx.events(session_id) if with_history else None
+        return session_view(record, history)
+
+    def record(self, session_id: str) -> SessionRecord:
+        with self.store.transaction() as tx:
+            record = tx.get_session(session_id)
+        if record is None:
+            raise SessionNotFound(session_id)
+        return record
+
+    def history(self, session_id: str) -> list[EventRecord]:
+        """The session's event log, oldest first."""
+        with self.store.transaction() as tx:
+            if tx.get_session(session_id) is None:
+                raise SessionNotFound(session_id)
+            return tx.events(session_id)
+
+    # -- events -----------------------------------------------------------------------
+
+    def send(
+        self,
+        session_id: str,
+        event: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        event_id: str | None = None,
+        external_ref: str | None = None,
+    ) -> SendResult:
+        """Apply ``event`` to the session in one transaction and return the outcome.
+
+        Raises :class:`TransitionNotAllowed` (nothing written) when the session's state
+        does not accept the event, :class:`SessionNotFound`, or
+        :class:`IdempotencyConflict` when ``event_id`` was used for a different event.
+        """
+        item = EventInput(session_id, event, payload or {}, event_id, external_ref)
+        with self.store.transaction() as tx:
+            return self.apply(tx, item)
+
+    def send_many(self, items: Sequence[EventInput]) -> list[SendResult | FlowEngineError]:
+        """Apply several events in ONE transaction (group commit).
+
+        A refused event (not allowed, unknown session, idempotency conflict) is returned
+        as its error in place and writes nothing; the others are committed together.
+        """
+        results: list[SendResult | FlowEngineError] = []
+        with self.store.transaction() as tx:
+            for item in items:
+                try:
+                    results.append(self.apply(tx, item))
+                except (TransitionNotAllowed, SessionNotFound, IdempotencyConflict) as exc:
+                    results.append(exc)
+        return results
+
+    def apply(self, tx: Transaction, item: EventInput) -> SendResult:
+        """Apply one event inside an open transaction (workers use this to fire timers
+        and feed effect outcomes in the same transaction as their own bookkeeping)."""
+        record = tx.get_session(item.session_id, for_update=True)
+        if record is None:
+            raise SessionNotFound(item.session_id)
+        prior = self._prior(tx, item)
+        if prior is not None:
+            return SendResult(record, prior, duplicate=True)
+        flow = self._flow_for(tx, record)
+        try:
+            step = flow.send(record.state, item.event, item.payload, session=record.data)
+        except TransitionNotAllowed as exc:
+            raise TransitionNotAllowed(
+                exc.event, exc.state, exc.allowed, session_id=record.session_id
+            ) from None
+        now = self.clock.now_ms()
+        seq = record.seq + 1
+        data = dict(record.data)
+        data["amounts"] = amounts.apply(
+            data.get("amounts", amounts.empty()), item.event, item.payload
+        )
+        updated = replace(
+            record,
+            state=step.target,
+            status=flow.status_of(step.target),
+            data=data,
+            updated_at=now,
+            seq=seq,
+            entered_seq=seq,
+        )
+        logged = EventRecord(
+            session_id=record.session_id,
+            seq=seq,
+            event_id=item.event_id or f"auto:{uuid.uuid4().hex}",
+            event=item.event,
+            source=record.state,
+            target=step.target,
+            payload=dict(item.payload),
+            requests=_request_rows(step.requests),
+            created_at=now,
+            external_ref=item.external_ref,
+            meta=dict(item.meta),
+        )
+        tx.append_event(logged)
+        tx.update_session(updated)
+        self._write_requests(tx, updated, step.requests, now)
+        return SendResult(updated, logged)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _prior(self, tx: Transaction, item: EventInput) -> EventRecord | None:
+        """The earlier log row for this same event, if it was applied already."""
+        if item.event_id is not None:
+            prior = tx.find_event(item.session_id, item.event_id)
+            if prior is not None:
+                if prior.event != item.event or dict(prior.payload) != dict(item.payload):
+                    raise IdempotencyConflict(
+                        f"event id {item.event_id!r} of session {item.session_id} was used for "
+                        f"'{prior.event}' with another payload; use a new event id"
+                    )
+                return prior
+        if item.external_ref is not None:
+            return tx.find_event_by_ref(item.session_id, item.external_ref)
+        return None
+
+    def _flow_for(self, tx: Transaction, record: SessionRecord) -> CompiledFlow:
+        """The flow version this session was created with (never "whatever is current")."""
+        flow = self.flows.by_hash(record.flow_hash)
+        if flow is not None:
+            return flow
+        stored = tx.get_flow_version(record.flow_hash)
+        if stored is None:
+            raise FlowEngineError(
+                f"session {record.session_id} runs flow {record.flow_name} version "
+                f"{record.flow_version} ({record.flow_hash[:12]}), which neither this engine "
+                "nor the store knows"
+            )
+        return self.flows.load_version(stored.content_hash, stored.text, stored.name)
+
+    def _save_flow_version(self, tx: Transaction, flow: CompiledFlow, now: int) -> None:
+        spec = flow.spec
+        if spec.content_hash in self._saved_versions:
+            return
+        text = spec.source.text if spec.source else ""
+        tx.save_flow_version(
+            FlowVersionRecord(spec.name, spec.version, spec.content_hash, text, now)
+        )
+        self._saved_versions.add(spec.content_hash)
+
+    def _write_requests(
+        self, tx: Transaction, record: SessionRecord, requests: Sequence[Request], now: int
+    ) -> None:
+        for index, request in enumerate(requests):
+            if isinstance(request, EffectRequest):
+                key = f"{record.session_id}:{request.effect}:{record.seq}"
+                if index and any(
+                    isinstance(r, EffectRequest) and r.effect == request.effect
+                    for r in requests[:index]
+                ):
+                    key += f".{index}"
+                tx.add_effect(
+                    EffectRecord(
+                        key=key,
+                        session_id=record.session_id,
+                        effect=request.effect,
+                        state=request.state,
+                        seq=record.seq,
+                        status="pending",
+                        attempts=0,
+                        available_at=now,
+                        created_at=now,
+                    )
+                )
+            elif isinstance(request, TimerRequest):
+                due = (
+                    now + request.after_seconds * 1000
+                    if request.after_seconds is not None
+                    else record.expires_at
+                )
+                tx.add_timer(record.session_id, request.event, request.state, record.seq, due)
+            elif isinstance(request, WebhookRequest):
+                body = {
+                    "id": f"{record.session_id}:{record.seq}:{request.type}",
+                    "type": request.type,
+                    "createdAt": now // 1000,
+                    "data": {"session": session_view(record).full()},
+                }
+                tx.add_webhook(record.session_id, request.type, body, now)
+
+
+def _request_rows(requests: Sequence[Request]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in asdict(r).items() if v is not None} for r in requests]
+
+
+def session_view(record: SessionRecord, history: Sequence[EventRecord] | None = None) -> Session:
+    """The public resource (Daimo's shape plus ours) for a stored session."""
+    data = record.data
+    decimals = int(data["destination"].get("decimals", 0))
+    moved = data.get("amounts", amounts.empty())
+    destination = dict(data["destination"])
+    delivery = _delivery(moved, decimals, record.status)
+    if delivery:
+        destination["delivery"] = delivery
+    return Session.model_validate(
+        {
+            "sessionId": record.session_id,
+            "status": record.status,
+            "destination": destination,
+            "display": data["display"],
+            "paymentMethod": data.get("paymentMethod"),
+            "metadata": data.get("metadata"),
+            "refundAddress": data.get("refundAddress"),
+            "clientSecret": data.get("clientSecret", ""),
+            "createdAt": record.created_at // 1000,
+            "expiresAt": record.expires_at // 1000,
+            "flow": {"name": record.flow_name, "version": record.flow_version},
+            "state": record.state,
+            "amounts": {
+                kind: format_units(int(moved.get(kind, 0)), decimals) for kind in amounts.KINDS
+            },
+            "txHashes": list(moved.get("txHashes", [])),
+            "history": [
+                {"event": e.event, "from": e.source, "to": e.target, "at": e.created_at // 1000}
+                for e in history or ()
+            ],
+        }
+    )
+
+
+def _delivery(moved: Mapping[str, Any], decimals: int, status: str) -> dict[str, Any] | None:
+    """Daimo's ``destination.delivery``: the delivery, or for a bounce the refund."""
+    kind = "refunded" if status == "bounced" else "delivered"
+    units = int(moved.get(kind, 0))
+    hashes = moved.get("txHashes", [])
+    if not units or not hashes:
+        return None
+    return {"txHash": hashes[-1], "receivedUnits": format_units(units, decimals)}

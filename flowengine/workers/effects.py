@@ -1,0 +1,141 @@
+"""The effect runner: perform outbox effects through their adapters, feed outcomes back.
+
+1. Claim runnable effects in a short transaction (status ``running``, a lease, one more
+   attempt). A worker that dies leaves the lease to expire; the next runner reclaims.
+2. Outside any transaction, call the adapter. When an earlier attempt may have run
+   (this is not the first attempt), ask ``status_of(key)`` first and perform only when
+   the adapter has never seen the key: that is what makes delivery at most once.
+3. In one transaction: record the attempt, apply the outcome event
+   (``<effect>.done`` for ``ok``, ``<effect>.failed``) with an event id derived from
+   the key (so a duplicate feed is a no-op), and close the outbox row. ``pending`` and
+   ``unknown`` outcomes schedule another look with exponential backoff and a cap.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from ..adapters.base import EffectAdapter, EffectCall, EffectResult
+from ..engine import Engine, EventInput
+from ..errors import TransitionNotAllowed
+from ..store import EffectAttempt, EffectRecord
+from .loop import run_until
+
+OUTCOME_EVENTS = {"ok": "done", "failed": "failed"}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Delay before looking again at a pending/unknown effect: base·2ⁿ, at most ``cap``."""
+
+    base_ms: int = 1_000
+    cap_ms: int = 300_000
+
+    def delay_ms(self, attempt: int) -> int:
+        return int(min(self.cap_ms, self.base_ms * 2 ** max(0, attempt - 1)))
+
+
+class EffectRunner:
+    def __init__(
+        self,
+        engine: Engine,
+        adapters: Mapping[str, EffectAdapter],
+        *,
+        worker_id: str | None = None,
+        batch: int = 20,
+        lease_ms: int = 60_000,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.engine = engine
+        self.adapters = dict(adapters)
+        self.worker_id = worker_id or f"runner-{uuid.uuid4().hex[:8]}"
+        self.batch = batch
+        self.lease_ms = lease_ms
+        self.retry = retry or RetryPolicy()
+
+    def run_once(self) -> int:
+        """Claim and run a batch of effects; return how many were attempted."""
+        now = self.engine.clock.now_ms()
+        with self.engine.store.transaction() as tx:
+            claimed = tx.claim_effects(now, self.batch, self.worker_id, self.lease_ms)
+            calls = []
+            for effect in claimed:
+                record = tx.get_session(effect.session_id)
+                data = record.data if record is not None else {}
+                calls.append(
+                    (
+                        effect,
+                        EffectCall(
+                            effect.key, effect.effect, effect.session_id, data, effect.attempts
+                        ),
+                    )
+                )
+        for effect, call in calls:
+            started = self.engine.clock.now_ms()
+            result = self._attempt(effect, call)
+            self._finish(effect, result, started)
+        return len(calls)
+
+    def run(self, stop: threading.Event, idle_seconds: float = 0.2) -> None:
+        run_until(stop, self.run_once, idle_seconds)
+
+    def _attempt(self, effect: EffectRecord, call: EffectCall) -> EffectResult:
+        adapter = self.adapters.get(effect.effect)
+        if adapter is None:
+            return EffectResult("unknown", detail=f"no adapter is bound to '{effect.effect}'")
+        try:
+            if effect.attempts > 1:
+                known = adapter.status_of(effect.key)
+                if known is not None:
+                    return known
+            return adapter.perform(call)
+        except Exception as exc:  # an adapter's crash is an unknown outcome, not ours
+            return EffectResult("unknown", detail=f"{type(exc).__name__}: {exc}")
+
+    def _finish(self, effect: EffectRecord, result: EffectResult, started: int) -> None:
+        now = self.engine.clock.now_ms()
+        with self.engine.store.transaction() as tx:
+            tx.record_attempt(
+                EffectAttempt(
+                    effect.key, effect.attempts, started, now, result.outcome, result.detail
+                )
+            )
+            current = tx.get_effect(effect.key)
+            if current is None or current.status in ("done", "failed"):
+                return
+            suffix = OUTCOME_EVENTS.get(result.outcome)
+            if suffix is None:
+                tx.update_effect(
+                    replace(
+                        current,
+                        status="pending",
+                        available_at=now + self.retry.delay_ms(effect.attempts),
+                        lease_until=None,
+                        claimed_by=None,
+                        last_error=result.detail or result.outcome,
+                    )
+                )
+                return
+            item = EventInput(
+                effect.session_id,
+                f"{effect.effect}.{suffix}",
+                dict(result.payload),
+                event_id=f"effect:{effect.key}:{suffix}",
+                meta={"effect": effect.key, "attempt": effect.attempts},
+            )
+            note = None
+            try:
+                self.engine.apply(tx, item)
+            except TransitionNotAllowed as exc:
+                note = f"outcome not accepted: {exc}"
+            tx.update_effect(
+                replace(
+                    current,
+                    status="done" if result.outcome == "ok" else "failed",
+                    lease_until=None,
+                    last_error=note or (result.detail or None),
+                )
+            )
