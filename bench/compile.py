@@ -35,6 +35,7 @@ from flowengine.compiler import (
     TimerRequest,
     WebhookRequest,
 )
+from flowengine.registry import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 REPEATS = 15
@@ -133,9 +134,11 @@ def bench_big_flow() -> list[tuple[str, float, str, float]]:
         finally:
             factory_times.append(time.perf_counter() - start)
 
+    registry = default_registry()
+
     def compile_cold() -> None:
-        compiler._cache.clear()
-        compile_flow(spec)
+        registry.compiled.clear()
+        compile_flow(spec, registry)
 
     setattr(compiler, FACTORY, timed_factory)
     try:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from .compiler import Request, compile_flow
 from .errors import FlowEngineError, FlowValidationError, Problem
 from .spec import FlowSpec, load_flow
 
@@ -51,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     schema.set_defaults(run=_schema)
 
     diagram = commands.add_parser("diagram", help="draw a flow with Graphviz")
-    diagram.add_argument("flow", type=Path, metavar="FLOW")
+    diagram.add_argument(
+        "flow", type=Path, metavar="FLOW", nargs="?", help="flow file (optional with --session)"
+    )
+    diagram.add_argument("--session", metavar="ID", help="highlight this stored session's path")
+    diagram.add_argument("--store", help="store URL holding --session")
     diagram.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     diagram.add_argument("--format", choices=("dot", "svg", "png"), default=None)
     diagram.add_argument(
@@ -75,7 +79,18 @@ def _parser() -> argparse.ArgumentParser:
         help="the session's facts as JSON, for guards (e.g. '{\"destination\": "
         '{"amountUnits": "25"}}\')',
     )
+    simulate.add_argument(
+        "--store", default="memory://", help="store URL to keep the session in (default: memory)"
+    )
     simulate.set_defaults(run=_simulate)
+
+    sessions = commands.add_parser("sessions", help="inspect stored sessions")
+    sessions_commands = sessions.add_subparsers(required=True, metavar="ACTION")
+    show = sessions_commands.add_parser("show", help="a session and its history")
+    show.add_argument("session_id", metavar="ID")
+    show.add_argument("--store", required=True, help="store URL, e.g. sqlite:///x.db")
+    show.add_argument("--json", action="store_true", help="print the full session as JSON")
+    show.set_defaults(run=_sessions_show)
     return parser
 
 
@@ -113,11 +128,16 @@ def _schema(_: argparse.Namespace) -> int:
 def _diagram(args: argparse.Namespace) -> int:
     from .diagrams import render
 
-    spec = load_flow(args.flow)
+    highlight = [state for state in args.highlight.split(",") if state]
+    if args.session:
+        spec, highlight = _session_path(args)
+    elif args.flow is None:
+        raise FlowEngineError("name a FLOW file, or --session ID with --store URL")
+    else:
+        spec = load_flow(args.flow)
     fmt = args.format or (args.output.suffix.lstrip(".") if args.output else "dot")
     if fmt not in ("dot", "svg", "png"):
         raise FlowEngineError(f"unknown diagram format '{fmt}'; use dot, svg or png")
-    highlight = [state for state in args.highlight.split(",") if state]
     unknown = [state for state in highlight if state not in spec.states]
     if unknown:
         raise FlowEngineError(f"--highlight names unknown states: {', '.join(unknown)}")
@@ -129,6 +149,34 @@ def _diagram(args: argparse.Namespace) -> int:
     else:
         sys.stdout.buffer.write(data)
     return 0
+
+
+def _session_path(args: argparse.Namespace) -> tuple[FlowSpec, list[str]]:
+    """The flow version a stored session runs, and the states it went through."""
+    from .engine import Engine
+    from .flows import FlowRegistry
+
+    if not args.store:
+        raise FlowEngineError("--session needs --store URL")
+    engine = Engine(FlowRegistry(), args.store)
+    try:
+        record = engine.record(args.session)
+        history = engine.history(args.session)
+        with engine.store.transaction() as tx:
+            version = tx.get_flow_version(record.flow_hash)
+    finally:
+        engine.store.close()
+    if args.flow is not None:
+        spec = load_flow(args.flow)
+    elif version is not None and version.text:
+        spec = load_flow(
+            f"<stored flow {record.flow_name} v{record.flow_version}>", text=version.text
+        )
+    else:
+        raise FlowEngineError(
+            f"the store has no text for flow {record.flow_name}; name the FLOW file"
+        )
+    return spec, [event.target for event in history]
 
 
 def _paths(args: argparse.Namespace) -> int:
@@ -144,34 +192,104 @@ def _paths(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from .engine import Engine
+    from .flows import FlowRegistry
+
     spec = load_flow(args.flow)
-    flow = compile_flow(spec)
     try:
-        session: dict[str, Any] = json.loads(args.session)
+        overrides: dict[str, Any] = json.loads(args.session)
     except json.JSONDecodeError as exc:
         raise FlowEngineError(f"--session is not valid JSON: {exc}") from None
-    step = flow.start(session)
-    print(f"start            → {step.target}{_describe(step.requests)}")
-    state = step.target
-    for event in (e.strip() for e in args.events.split(",") if e.strip()):
-        step = flow.send(state, event, session=session)
-        print(f"{event:<16} {state} → {step.target}{_describe(step.requests)}")
-        state = step.target
-    final = " (final)" if flow.is_final(state) else ""
-    print(f"ends in {state}{final}, status '{flow.status_of(state)}'")
+    if not isinstance(overrides, dict):
+        raise FlowEngineError("--session must be a JSON object of create-session fields")
+    engine = Engine(FlowRegistry([spec]), args.store)
+    try:
+        session = engine.create_session(_merge(_demo_request(spec.name), overrides))
+        sid = session.session_id
+        print(f"session {sid} in {args.store}")
+        created = engine.history(sid)[0]
+        print(f"{'start':<18} → {created.target}{_describe(created.requests)}")
+        for event in (e.strip() for e in args.events.split(",") if e.strip()):
+            step = engine.send(sid, event)
+            print(f"{event:<18} {step.event.source} → {step.state}{_describe(step.event.requests)}")
+        record = engine.record(sid)
+    finally:
+        engine.store.close()
+    final = " (final)" if spec.states[record.state].final else ""
+    print(f"ends in {record.state}{final}, status '{record.status}'")
     return 0
 
 
-def _describe(requests: Sequence[Request]) -> str:
+def _demo_request(flow: str) -> dict[str, Any]:
+    """A valid create-session body for trying a flow from the shell (Base USDC)."""
+    return {
+        "destination": {
+            "type": "evm",
+            "chainId": 8453,
+            "address": "0x000000000000000000000000000000000000dEaD",
+            "tokenAddress": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+        },
+        "display": {"title": "Simulated session", "verb": "Pay"},
+        "refundAddress": "0x000000000000000000000000000000000000dEaD",
+        "flow": flow,
+    }
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _sessions_show(args: argparse.Namespace) -> int:
+    from .engine import Engine
+    from .flows import FlowRegistry
+
+    engine = Engine(FlowRegistry(), args.store)
+    try:
+        session = engine.get(args.session_id)
+        history = engine.history(args.session_id)
+    finally:
+        engine.store.close()
+    if args.json:
+        print(json.dumps(session.full(), indent=2))
+        return 0
+    print(
+        f"session {session.session_id}  flow {session.flow.name} v{session.flow.version}  "
+        f"state {session.state}  status {session.status}"
+    )
+    print(
+        f"amounts: received {session.amounts.received}, delivered {session.amounts.delivered}, "
+        f"refunded {session.amounts.refunded} {session.destination.token_symbol}"
+    )
+    print(f"{'seq':>4}  {'at (UTC)':<19}  {'event':<22} {'from':<18} {'to':<18} requests")
+    for event in history:
+        at = datetime.fromtimestamp(event.created_at / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        requests = _describe(event.requests).replace("   requests: ", "")
+        print(
+            f"{event.seq:>4}  {at:<19}  {event.event:<22} {event.source or '-':<18} "
+            f"{event.target:<18} {requests}"
+        )
+    return 0
+
+
+def _describe(requests: Sequence[Mapping[str, Any]]) -> str:
+    """The requests logged with an event, as text (effects, timers, webhooks)."""
     parts = []
     for request in requests:
-        if request.kind == "effect":
-            parts.append(f"effect {request.effect}")
-        elif request.kind == "timer":
-            when = f"after {request.after_seconds}s" if request.after_seconds else "at expiry"
-            parts.append(f"timer {request.event} {when}")
+        if request["kind"] == "effect":
+            parts.append(f"effect {request['effect']}")
+        elif request["kind"] == "timer":
+            seconds = request.get("after_seconds")
+            parts.append(
+                f"timer {request['event']} {f'after {seconds}s' if seconds else 'at expiry'}"
+            )
         else:
-            parts.append(f"webhook {request.type}")
+            parts.append(f"webhook {request['type']}")
     return ("   requests: " + "; ".join(parts)) if parts else ""
 
 

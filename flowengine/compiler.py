@@ -9,8 +9,9 @@ transition actions that only *record a request* on the machine's model
 (:class:`MachineContext`). Nothing is performed inside a transition: the engine commits
 the requests with the new state, and workers carry them out (see DESIGN).
 
-Classes are cached per (content hash, registry): building one costs about a millisecond,
-restoring a machine from it about a hundred microseconds.
+Classes are cached on the registry, per content hash: building one costs about a
+millisecond, restoring a machine from it about a hundred microseconds. Changing the
+registry (a new guard) drops its cache.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from statemachine import StateChart
 from statemachine.exceptions import TransitionNotAllowed as _RuntimeNotAllowed
 from statemachine.io import create_machine_class_from_definition
 
-from .errors import TransitionNotAllowed
+from .errors import FlowEngineError, TransitionNotAllowed
 from .registry import Guard, Registry, default_registry
 from .spec import FlowSpec
 
@@ -92,10 +93,10 @@ class CompiledFlow:
     def __init__(self, spec: FlowSpec, machine_class: type[StateChart[Any]]) -> None:
         self.spec = spec
         self.machine_class = machine_class
-        self._accepted = {
-            name: tuple(dict.fromkeys(edge.event for edge in spec.outgoing(name)))
-            for name in spec.states
-        }
+        accepted: dict[str, dict[str, None]] = {name: {} for name in spec.states}
+        for edge in spec.edges():
+            accepted[edge.source][edge.event] = None
+        self._accepted = {name: tuple(events) for name, events in accepted.items()}
 
     @property
     def name(self) -> str:
@@ -116,6 +117,11 @@ class CompiledFlow:
         session: Mapping[str, Any] | None = None,
     ) -> Step:
         """Apply ``event`` to a session stored in ``state``; raise if it is not accepted."""
+        if state not in self._accepted:
+            raise FlowEngineError(
+                f"state '{state}' does not exist in flow {self.spec.name} version "
+                f"{self.spec.version}"
+            )
         context = MachineContext(state=state, session=session or {}, payload=payload or {})
         machine = self.machine_class(model=context)
         try:
@@ -136,20 +142,30 @@ class CompiledFlow:
         return self.spec.states[state].status_name(state)
 
 
-_cache: dict[tuple[str, int], CompiledFlow] = {}
 _cache_lock = threading.Lock()
 
 
 def compile_flow(spec: FlowSpec, registry: Registry | None = None) -> CompiledFlow:
     """The compiled class for ``spec``, built once per content hash and registry."""
     registry = registry or default_registry()
-    key = (spec.content_hash, id(registry))
     with _cache_lock:
-        compiled = _cache.get(key)
+        compiled: CompiledFlow | None = registry.compiled.get(spec.content_hash)
         if compiled is None:
+            _check_names(spec, registry)
             compiled = CompiledFlow(spec, _build_class(spec, registry))
-            _cache[key] = compiled
+            registry.compiled[spec.content_hash] = compiled
         return compiled
+
+
+def _check_names(spec: FlowSpec, registry: Registry) -> None:
+    """A spec checked against another registry may name guards this one lacks."""
+    missing = sorted(
+        {g for t in spec.transitions for g in (*t.guards, *t.unless)} - registry.guards.keys()
+    )
+    if missing:
+        raise FlowEngineError(
+            f"flow {spec.name} uses guards this registry does not have: {', '.join(missing)}"
+        )
 
 
 def _build_class(spec: FlowSpec, registry: Registry) -> type[StateChart[Any]]:

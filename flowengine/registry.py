@@ -62,12 +62,15 @@ class Registry:
 
     guards: dict[str, GuardInfo] = field(default_factory=dict)
     effects: dict[str, EffectInfo] = field(default_factory=dict)
+    compiled: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Classes compiled against this registry, by flow content hash (see compiler)."""
 
     def guard(self, name: str, description: str = "") -> Callable[[Guard], Guard]:
         """Decorator registering ``fn`` as the guard called ``name``."""
 
         def register(fn: Guard) -> Guard:
             self.guards[name] = GuardInfo(name, fn, description or (fn.__doc__ or "").strip())
+            self.compiled.clear()  # classes built before bound the old guard functions
             return fn
 
         return register
@@ -77,6 +80,7 @@ class Registry:
 
     def declare_effect(self, name: str, description: str) -> None:
         self.effects[name] = EffectInfo(name, description)
+        self.compiled.clear()
 
     def copy(self) -> Registry:
         return Registry(dict(self.guards), dict(self.effects))

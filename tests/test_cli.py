@@ -54,14 +54,6 @@ def _accepts(schema: dict[str, Any], value: object) -> bool:
     return kind is None or isinstance(value, python[kind])
 
 
-@pytest.mark.xfail(
-    reason="BUG: cli._schema emits FlowSpec.model_json_schema(), which describes the models "
-    "after their BeforeValidators: 'version' is string-only and 'from', 'guards', "
-    "'unless', 'effects', 'emit' are array-only, so the published schema rejects the "
-    "shipped flows ('version: 1', 'from: created', 'guards: amount_fixed', "
-    "'emit: session.processing')",
-    strict=True,
-)
 @pytest.mark.parametrize("path", sorted(FLOWS.glob("*.yaml")), ids=lambda p: p.name)
 def test_the_schema_accepts_the_shipped_flows(
     capsys: pytest.CaptureFixture[str], path: Path
@@ -167,12 +159,6 @@ def test_simulate_a_session_that_is_not_json(capsys: pytest.CaptureFixture[str])
     assert err.startswith("error: --session is not valid JSON: ")
 
 
-@pytest.mark.xfail(
-    reason="BUG: cli._simulate checks that --session is JSON but not that it is an object; "
-    "'[1]' ends in AttributeError ('list' object has no attribute ...) with a traceback "
-    "instead of 'error: --session must be a JSON object' and exit 1",
-    strict=True,
-)
 def test_simulate_a_session_that_is_not_an_object(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(
         capsys, "simulate", DEPOSIT, "--events", "payment_detected", "--session", "[1]"

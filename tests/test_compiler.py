@@ -96,12 +96,6 @@ def test_the_cache_is_per_registry() -> None:
     assert compile_flow(spec, Registry.default()) is not compile_flow(spec, Registry.default())
 
 
-@pytest.mark.xfail(
-    reason="BUG: compiler._cache is keyed by (content_hash, id(registry)) and does not keep "
-    "the registry alive; once a registry is garbage-collected a new one can get the same "
-    "id and compile_flow returns the class built with the old registry's guard functions",
-    strict=True,
-)
 def test_a_new_registry_never_gets_a_class_built_for_an_old_one() -> None:
     text = """\
 flowengine: 1
@@ -134,12 +128,6 @@ transitions:
     assert wrong == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: compile_flow does not check the spec against the registry it is given; a "
-    "guard the registry lacks raises a bare KeyError from compiler._guard instead of a "
-    "FlowEngineError naming the guard",
-    strict=True,
-)
 def test_compiling_against_a_registry_that_lacks_a_guard_is_a_flowengine_error() -> None:
     spec = load_flow("block.yaml", text=BLOCK)
     with pytest.raises(FlowEngineError, match="amount_fixed"):
@@ -242,12 +230,6 @@ def test_an_unknown_event_is_refused(deposit: CompiledFlow) -> None:
         deposit.send("created", "bogus")
 
 
-@pytest.mark.xfail(
-    reason="BUG: CompiledFlow.send with a state the flow does not have (e.g. a stored "
-    "session whose state was removed in a newer version) raises a bare KeyError from "
-    "python-statemachine instead of a FlowEngineError naming the state",
-    strict=True,
-)
 def test_an_unknown_state_is_a_flowengine_error(deposit: CompiledFlow) -> None:
     with pytest.raises(FlowEngineError, match="nowhere"):
         deposit.send("nowhere", "expire")

@@ -19,13 +19,19 @@ from .models import FlowSpec
 from .yamlpos import Positions
 
 #: Names python-statemachine uses for its own attributes: a state or event with one of
-#: these names would shadow the machine's API in the compiled class.
-RESERVED_NAMES = frozenset(name for name in dir(StateChart) if not name.startswith("__"))
+#: these names would shadow the machine's API in the compiled class. ``dir(StateChart)``
+#: has the class attributes; the rest are set on each machine in ``__init__`` or read
+#: as class options.
+RESERVED_NAMES = frozenset(
+    {name for name in dir(StateChart) if not name.startswith("__")}
+    | {"model", "state_field", "start_value", "history_values", "listeners"}
+)
 
 
 def did_you_mean(word: str, choices: Iterable[str], what: str) -> str:
     options = sorted(set(choices))
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    cutoff = 0.5 if len(word) <= 3 else 0.6  # 'on' → 'to' is a fair guess; short words differ more
+    close = difflib.get_close_matches(word, options, n=1, cutoff=cutoff)
     if close:
         return f"did you mean '{close[0]}'?"
     shown = ", ".join(options[:12]) + (", …" if len(options) > 12 else "")
@@ -76,6 +82,13 @@ def _reserved_names(spec: FlowSpec, at: Positions, _: Registry) -> Iterator[Prob
                 key=True,
             )
     for index, transition in enumerate(spec.transitions):
+        if transition.event in spec.states:
+            yield at.problem(
+                ("transitions", index, "event"),
+                f"event '{transition.event}' has the name of a state",
+                "states and events share one namespace in the compiled machine; name the "
+                f"event after what happened, e.g. 'go_{transition.event}'",
+            )
         if transition.event in RESERVED_NAMES:
             yield at.problem(
                 ("transitions", index, "event"),

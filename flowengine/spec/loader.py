@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ..errors import FlowValidationError, Problem
@@ -19,11 +19,22 @@ from .checks import check_flow, did_you_mean
 from .models import FlowSource, FlowSpec, StateSpec, TimerSpec, TransitionSpec
 from .yamlpos import Positions, YamlSyntaxError, load_with_positions
 
-_KNOWN_KEYS = {
-    field.alias or name
-    for model in (FlowSpec, StateSpec, TransitionSpec, TimerSpec)
-    for name, field in model.model_fields.items()
-}
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _keys_at(path: tuple[str | int, ...]) -> list[str]:
+    """The keys allowed in the mapping at ``path``, for a precise "did you mean"."""
+    if len(path) == 1:
+        return _keys(FlowSpec)
+    if path[0] == "states":
+        return _keys(TimerSpec) if "timers" in path else _keys(StateSpec)
+    if path[0] == "transitions":
+        return _keys(TransitionSpec)
+    return [
+        key for model in (FlowSpec, StateSpec, TransitionSpec, TimerSpec) for key in _keys(model)
+    ]
 
 
 def load_flow(
@@ -77,7 +88,7 @@ def _shape_problem(error: ErrorDetails, at: Positions, data: Any) -> Problem:
         return at.problem(
             path,
             f"unknown key '{field}'",
-            did_you_mean(field, _KNOWN_KEYS, "keys"),
+            did_you_mean(field, _keys_at(path), "keys"),
             key=True,
         )
     if kind == "string_pattern_mismatch":

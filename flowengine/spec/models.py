@@ -72,7 +72,11 @@ def _text(value: object) -> object:
 
 StateName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 EventName = Annotated[str, Field(pattern=EVENT_PATTERN, max_length=128)]
-Names = Annotated[list[StateName], BeforeValidator(_one_or_many)]
+Names = Annotated[
+    list[StateName],
+    BeforeValidator(_one_or_many, json_schema_input_type=StateName | list[StateName]),
+]
+OneOrMany = BeforeValidator(_one_or_many, json_schema_input_type=str | list[str])
 
 
 class _Strict(BaseModel):
@@ -128,7 +132,7 @@ class StateSpec(_Strict):
         description="where the effect's outcome leads: done, failed, pending, unknown",
     )
     timers: list[TimerSpec] = Field(default_factory=list)
-    emit: Annotated[list[EventName], BeforeValidator(_one_or_many)] = Field(
+    emit: Annotated[list[EventName], OneOrMany] = Field(
         default_factory=list, description="webhook events sent on entering the state"
     )
 
@@ -142,9 +146,9 @@ class TransitionSpec(_Strict):
     event: EventName
     sources: Names = Field(alias="from", min_length=1)
     to: StateName
-    guards: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(default_factory=list)
-    unless: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(default_factory=list)
-    effects: Annotated[list[EventName], BeforeValidator(_one_or_many)] = Field(
+    guards: Annotated[list[str], OneOrMany] = Field(default_factory=list)
+    unless: Annotated[list[str], OneOrMany] = Field(default_factory=list)
+    effects: Annotated[list[EventName], OneOrMany] = Field(
         default_factory=list, description="effects requested when this transition is taken"
     )
     description: str | None = None
@@ -166,7 +170,11 @@ class FlowSpec(_Strict):
 
     flowengine: Literal[1] = Field(description="the flow-language version; this is 1")
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
-    version: Annotated[str, BeforeValidator(_text), Field(min_length=1, max_length=40)]
+    version: Annotated[
+        str,
+        BeforeValidator(_text, json_schema_input_type=str | int),
+        Field(min_length=1, max_length=40),
+    ]
     description: str = ""
     states: dict[StateName, StateSpec] = Field(min_length=1)
     transitions: list[TransitionSpec] = Field(default_factory=list)

@@ -76,18 +76,7 @@ CASES = [
         "transition 'reopen' leaves final state 'completed'",
         "final states have no way out",
     ),
-    pytest.param(
-        "on_as_key.yaml",
-        "13:5",
-        "unknown key 'on'",
-        "did you mean 'to'?",
-        marks=pytest.mark.xfail(
-            reason="BUG: yamlpos.load_with_positions keeps YAML 1.1's boolean key True for "
-            "'on:'; pydantic then reports 'Keys should be strings' with no hint at the "
-            "transition's first line (11:5) instead of the 'on' key (13:5)",
-            strict=True,
-        ),
-    ),
+    ("on_as_key.yaml", "13:5", "unknown key 'on'", "did you mean 'to'?"),
 ]
 
 

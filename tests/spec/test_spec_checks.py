@@ -165,14 +165,6 @@ transitions:
     assert "'send_event'" in problem.hint
 
 
-@pytest.mark.xfail(
-    reason="BUG: checks.RESERVED_NAMES is dir(StateChart), the class attributes only; the "
-    "attributes a machine sets on itself in __init__ (model, state_field, history_values) "
-    "and the class option 'listeners' are missing, so a state with one of these names "
-    "passes load_flow and the compiled class fails when a machine is built "
-    "(StateMachineError 'State overriding is not allowed' / TypeError)",
-    strict=True,
-)
 @pytest.mark.parametrize("name", ["model", "state_field", "history_values", "listeners"])
 def test_a_state_named_like_a_machine_attribute_is_refused(name: str) -> None:
     found = problems(
@@ -189,13 +181,6 @@ transitions:
     assert one(found, "reserved").line == 6
 
 
-@pytest.mark.xfail(
-    reason="BUG: checks.py has no check that an event name differs from every state "
-    "name; load_flow accepts 'event: b' with a state 'b', and the compiled machine then "
-    "raises statemachine.exceptions.InvalidStateValue ('b' is not a valid state value) "
-    "on that event",
-    strict=True,
-)
 def test_an_event_named_like_a_state_is_refused() -> None:
     body = """\
 states:
