@@ -1,0 +1,314 @@
+"""Engine throughput: full session lifecycles per second on each store, with baselines.
+
+For the deposit flow with a fixed amount, one lifecycle is 4 durable steps: create,
+payment_detected, evm.deliver.done, evm.settle.done. Printed side by side, from the
+same run:
+
+* bare python-statemachine (the compiled class, restore + send, no persistence);
+* the engine on memory, SQLite (synchronous FULL and NORMAL) and PostgreSQL
+  (1 and 4 worker processes), one transaction per event and with group commit;
+* the raw driver (sqlite3 / psycopg) doing the same per-event write set by hand:
+  lock-read the session, look up the event id, insert the log row, update the
+  session, insert the outbox row(s), commit.
+
+Run: .venv/bin/python bench/engine.py [--sessions N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flowengine import Engine, EventInput, FlowRegistry  # noqa: E402
+from flowengine.compiler import compile_flow  # noqa: E402
+from flowengine.spec import load_flow  # noqa: E402
+
+PG_DSN = os.environ.get("FLOWENGINE_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+TX = "0x" + "ab" * 32
+REQUEST = {
+    "destination": {
+        "type": "evm",
+        "chainId": 8453,
+        "address": "0x1111111111111111111111111111111111111111",
+        "tokenAddress": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+        "amountUnits": "25.00",
+    },
+    "display": {"title": "Bench", "verb": "Pay"},
+    "refundAddress": "0x2222222222222222222222222222222222222222",
+}
+STEPS = [
+    ("payment_detected", {"units": 25_000_000, "txHash": TX}),
+    ("evm.deliver.done", {"units": 25_000_000, "txHash": TX}),
+    ("evm.settle.done", {}),
+]
+EVENTS_PER_SESSION = 1 + len(STEPS)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bare_machine(n: int) -> float:
+    flow = compile_flow(load_flow(ROOT / "flows" / "deposit.yaml"))
+    session = {"destination": REQUEST["destination"]}
+
+    def run() -> None:
+        for _ in range(n):
+            state = flow.start(session).target
+            for event, payload in STEPS:
+                state = flow.send(state, event, payload, session=session).target
+
+    return n * EVENTS_PER_SESSION / timed(run)
+
+
+def engine_lifecycles(url: str, n: int) -> float:
+    engine = Engine(FlowRegistry.from_directory(ROOT / "flows"), url)
+
+    def run() -> None:
+        for _ in range(n):
+            sid = engine.create_session(REQUEST).session_id
+            for i, (event, payload) in enumerate(STEPS):
+                engine.send(sid, event, payload, event_id=f"e{i}")
+
+    rate = n * EVENTS_PER_SESSION / timed(run)
+    engine.store.close()
+    return rate
+
+
+def engine_group_commit(url: str, n: int, batch: int = 50) -> float:
+    """Events/s of sends when ``batch`` events of different sessions share a commit."""
+    engine = Engine(FlowRegistry.from_directory(ROOT / "flows"), url)
+    ids = [engine.create_session(REQUEST).session_id for _ in range(n)]
+
+    def run() -> None:
+        for i, (event, payload) in enumerate(STEPS):
+            items = [EventInput(sid, event, payload, event_id=f"e{i}") for sid in ids]
+            for start in range(0, len(items), batch):
+                engine.send_many(items[start : start + batch])
+
+    rate = n * len(STEPS) / timed(run)
+    engine.store.close()
+    return rate
+
+
+def _pg_worker(args: tuple[str, int]) -> None:
+    url, n = args
+    engine_lifecycles(url, n)
+
+
+def engine_pg_processes(url: str, n: int, processes: int) -> float:
+    Engine(FlowRegistry.from_directory(ROOT / "flows"), url).store.close()  # schema first
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(processes) as pool:
+        pool.map(_pg_worker, [(url, 5)] * processes)  # warm up imports and connections
+        elapsed = timed(lambda: pool.map(_pg_worker, [(url, n // processes)] * processes))
+    return (n // processes) * processes * EVENTS_PER_SESSION / elapsed
+
+
+# -- raw-driver baselines: the same write set by hand -----------------------------------
+
+RAW_SCHEMA = [
+    "CREATE TABLE sessions (id TEXT PRIMARY KEY, state TEXT, status TEXT, data TEXT, "
+    "seq INTEGER, updated_at BIGINT)",
+    "CREATE TABLE events (session_id TEXT, seq INTEGER, event_id TEXT, event TEXT, "
+    "payload TEXT, created_at BIGINT, PRIMARY KEY (session_id, seq), "
+    "UNIQUE (session_id, event_id))",
+    "CREATE TABLE outbox (key TEXT PRIMARY KEY, session_id TEXT, kind TEXT, body TEXT, "
+    "status TEXT, available_at BIGINT)",
+]
+DATA = json.dumps(REQUEST)
+
+
+def _raw_lifecycle(
+    execute: Callable[[str, tuple[object, ...]], list[tuple[object, ...]]],
+    begin: Callable[[], None],
+    commit: Callable[[], None],
+    lock: str,
+) -> None:
+    sid = uuid.uuid4().hex
+    now = int(time.time() * 1000)
+    begin()
+    execute("INSERT INTO sessions VALUES (%s, 'created', 'created', %s, 1, %s)", (sid, DATA, now))
+    execute("INSERT INTO events VALUES (%s, 1, 'created', 'session.created', '{}', %s)", (sid, now))
+    execute(
+        "INSERT INTO outbox VALUES (%s, %s, 'timer', '{}', 'pending', %s)", (sid + ":t", sid, now)
+    )
+    commit()
+    for i, (event, payload) in enumerate(STEPS, start=2):
+        begin()
+        execute("SELECT state, data, seq FROM sessions WHERE id = %s" + lock, (sid,))
+        execute("SELECT seq FROM events WHERE session_id = %s AND event_id = %s", (sid, f"e{i}"))
+        execute(
+            "INSERT INTO events VALUES (%s, %s, %s, %s, %s, %s)",
+            (sid, i, f"e{i}", event, json.dumps(payload), now),
+        )
+        execute(
+            "UPDATE sessions SET state = %s, status = %s, data = %s, seq = %s, updated_at = %s "
+            "WHERE id = %s",
+            (event, event, DATA, i, now, sid),
+        )
+        execute(
+            "INSERT INTO outbox VALUES (%s, %s, 'effect', '{}', 'pending', %s)",
+            (f"{sid}:{i}", sid, now),
+        )
+        commit()
+
+
+def raw_sqlite(path: Path, n: int, synchronous: str) -> float:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    for statement in RAW_SCHEMA:
+        db.execute(statement)
+
+    def execute(sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        return db.execute(sql.replace("%s", "?"), params).fetchall()
+
+    def run() -> None:
+        for _ in range(n):
+            _raw_lifecycle(
+                execute, lambda: db.execute("BEGIN IMMEDIATE"), lambda: db.execute("COMMIT"), ""
+            )
+
+    rate = n * EVENTS_PER_SESSION / timed(run)
+    db.close()
+    return rate
+
+
+def raw_postgres(schema: str, n: int) -> float:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+
+        def execute(sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+            cur = conn.execute(sql, params)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
+
+        def run() -> None:
+            for _ in range(n):
+                _raw_lifecycle(
+                    execute,
+                    lambda: conn.execute("BEGIN"),
+                    lambda: conn.execute("COMMIT"),
+                    " FOR UPDATE",
+                )
+
+        return n * EVENTS_PER_SESSION / timed(run)
+
+
+def _raw_pg_worker(args: tuple[str, int]) -> None:
+    raw_postgres(*args)
+
+
+def raw_postgres_processes(schema: str, n: int, processes: int) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(processes) as pool:
+        pool.map(_raw_pg_worker, [(schema, 5)] * processes)
+        elapsed = timed(lambda: pool.map(_raw_pg_worker, [(schema, n // processes)] * processes))
+    return (n // processes) * processes * EVENTS_PER_SESSION / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sessions", type=int, default=1500)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    n = args.sessions
+    tmp = Path(tempfile.mkdtemp(prefix="fe-bench-"))
+    rows: list[tuple[str, float, str, float]] = []
+
+    def median(fn: Callable[[int], float]) -> float:
+        return statistics.median(fn(i) for i in range(args.repeat))
+
+    def sqlite_url(tag: str, i: int, sync: str) -> str:
+        return f"sqlite:///{tmp / f'{tag}{i}.db'}?synchronous={sync}"
+
+    def pg_schema() -> str:
+        schema = f"fe_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+            for statement in RAW_SCHEMA:
+                conn.execute(f"SET search_path TO {schema}")
+                conn.execute(statement)  # type: ignore[arg-type]
+        return schema
+
+    def pg_url(schema: str) -> str:
+        return (
+            PG_DSN.replace("postgresql://", "postgresql+psycopg://") + f"?schema={schema}_engine"
+        )  # apart from the raw tables
+
+    bare = median(lambda i: bare_machine(n))
+    rows.append(("bare python-statemachine (no persistence)", bare, "-", 0.0))
+    rows.append(
+        (
+            "engine, memory store",
+            median(lambda i: engine_lifecycles("memory://", n)),
+            "bare python-statemachine",
+            bare,
+        )
+    )
+    for sync in ("FULL", "NORMAL"):
+        raw = median(lambda i, s=sync: raw_sqlite(tmp / f"raw{s}{i}.db", n, s))
+        eng = median(lambda i, s=sync: engine_lifecycles(sqlite_url("e" + s, i, s), n))
+        rows.append((f"engine, SQLite {sync}, 1 tx/event", eng, f"raw sqlite3 {sync}", raw))
+        grp = median(lambda i, s=sync: engine_group_commit(sqlite_url("g" + s, i, s), n))
+        rows.append((f"engine, SQLite {sync}, group commit 50", grp, f"raw sqlite3 {sync}", raw))
+
+    schemas: list[str] = []
+    try:
+
+        def fresh() -> str:
+            schemas.append(pg_schema())
+            return schemas[-1]
+
+        pn = max(200, n // 3)
+        raw1 = median(lambda i: raw_postgres(fresh(), pn))
+        eng1 = median(lambda i: engine_lifecycles(pg_url(fresh()), pn))
+        rows.append(("engine, PostgreSQL, 1 process", eng1, "raw psycopg, 1 process", raw1))
+        raw4 = median(lambda i: raw_postgres_processes(fresh(), pn * 2, 4))
+        eng4 = median(lambda i: engine_pg_processes(pg_url(fresh()), pn * 2, 4))
+        rows.append(("engine, PostgreSQL, 4 processes", eng4, "raw psycopg, 4 processes", raw4))
+        grp = median(lambda i: engine_group_commit(pg_url(fresh()), pn))
+        rows.append(("engine, PostgreSQL, group commit 50", grp, "raw psycopg, 1 process", raw1))
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # type: ignore[arg-type]
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema}_engine CASCADE")  # type: ignore[arg-type]
+
+    print(
+        f"deposit lifecycle = {EVENTS_PER_SESSION} durable steps; {n} sessions; "
+        f"median of {args.repeat}"
+    )
+    print(
+        f"{'measured':<42} {'events/s':>10} {'sessions/s':>11}   "
+        f"{'baseline':<28} {'events/s':>10} {'ratio':>6}"
+    )
+    for name, rate, base_name, base in rows:
+        ratio = f"{base / rate:.2f}×" if base else ""
+        base_text = f"{base:>10,.0f}" if base else f"{'':>10}"
+        print(
+            f"{name:<42} {rate:>10,.0f} {rate / EVENTS_PER_SESSION:>11,.0f}   "
+            f"{base_name:<28} {base_text} {ratio:>6}"
+        )
+    print("ratio = baseline ÷ engine (how many times slower the engine is than its baseline)")
+
+
+if __name__ == "__main__":
+    main()

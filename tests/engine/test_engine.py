@@ -1,0 +1,179 @@
+"""The engine on every store: create, send, idempotency, atomicity, group commit."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from flowengine.clock import ManualClock
+from flowengine.engine import Engine, EventInput
+from flowengine.errors import (
+    IdempotencyConflict,
+    SessionNotFound,
+    TransitionNotAllowed,
+    ValidationError,
+)
+from flowengine.flows import FlowRegistry
+from flowengine.spec import load_flow
+from tests.factories import create_request
+
+PAYMENT = {"units": 25_000_000, "txHash": "0x" + "ab" * 32}
+
+
+def test_a_fixed_amount_session_runs_its_whole_lifecycle(engine: Engine) -> None:
+    session = engine.create_session(create_request(amount="25.00"))
+    assert session.status == "created"
+    assert len(session.session_id) == 32
+
+    engine.send(session.session_id, "payment_detected", PAYMENT)
+    engine.send(
+        session.session_id, "evm.deliver.done", {"units": 25_000_000, "txHash": "0x" + "cd" * 32}
+    )
+    done = engine.send(session.session_id, "evm.settle.done")
+
+    assert done.state == "completed"
+    assert done.session.status == "completed"
+    assert done.session.amounts.received == "25.00"
+    assert done.session.amounts.delivered == "25.00"
+    history = engine.history(session.session_id)
+    assert [(e.source, e.target) for e in history] == [
+        ("", "created"),
+        ("created", "paid"),
+        ("paid", "delivered"),
+        ("delivered", "completed"),
+    ]
+    assert [e.seq for e in history] == [1, 2, 3, 4]
+
+
+def test_each_step_writes_its_outbox_rows_with_the_state(engine: Engine) -> None:
+    session = engine.create_session(create_request())
+    engine.send(session.session_id, "payment_detected", PAYMENT)
+    with engine.store.transaction() as tx:
+        effects = tx.effects(session.session_id)
+        webhooks = tx.webhooks(session.session_id)
+        timers = tx.timers(session.session_id)
+    assert [(e.effect, e.key) for e in effects] == [
+        ("evm.deliver", f"{session.session_id}:evm.deliver:2")
+    ]
+    assert [w.type for w in webhooks] == ["session.processing"]
+    # the webhook carries the session as it was at that event, not a later read
+    assert webhooks[0].body["data"]["session"]["status"] == "paid"
+    assert [(t.event, t.state) for t in timers] == [("expire", "created")]
+
+
+def test_a_payer_chosen_amount_goes_through_amount_selected(engine: Engine) -> None:
+    session = engine.create_session(create_request(amount=None))
+    with pytest.raises(TransitionNotAllowed):
+        engine.send(session.session_id, "payment_detected", PAYMENT)
+    engine.send(session.session_id, "select_amount", {"amountUnits": "10.00"})
+    assert engine.send(session.session_id, "payment_detected", PAYMENT).state == "paid"
+
+
+def test_a_refused_event_names_the_session_and_writes_nothing(engine: Engine) -> None:
+    session = engine.create_session(create_request())
+    with pytest.raises(TransitionNotAllowed) as refused:
+        engine.send(session.session_id, "evm.settle.done", event_id="e1")
+    assert session.session_id in str(refused.value)
+    assert "'created'" in str(refused.value)
+    assert "payment_detected" in refused.value.allowed
+    assert len(engine.history(session.session_id)) == 1
+    assert engine.get(session.session_id).status == "created"
+    # the refused event id was not consumed either
+    assert (
+        engine.send(session.session_id, "payment_detected", PAYMENT, event_id="e1").state == "paid"
+    )
+
+
+def test_the_same_event_id_twice_is_a_no_op_returning_the_first_result(engine: Engine) -> None:
+    session = engine.create_session(create_request())
+    first = engine.send(session.session_id, "payment_detected", PAYMENT, event_id="chain:1")
+    again = engine.send(session.session_id, "payment_detected", PAYMENT, event_id="chain:1")
+    assert not first.duplicate
+    assert again.duplicate
+    assert again.event.seq == first.event.seq
+    assert again.state == "paid"
+    assert len(engine.history(session.session_id)) == 2
+
+
+def test_an_event_id_reused_for_another_event_is_a_conflict(engine: Engine) -> None:
+    session = engine.create_session(create_request())
+    engine.send(session.session_id, "payment_detected", PAYMENT, event_id="x")
+    with pytest.raises(IdempotencyConflict):
+        engine.send(session.session_id, "payment_detected", {"units": 1}, event_id="x")
+
+
+def test_the_same_external_fact_reported_twice_counts_once(engine: Engine) -> None:
+    session = engine.create_session(create_request())
+    ref = "8453:0xabc:3"
+    engine.send(session.session_id, "payment_detected", PAYMENT, external_ref=ref)
+    again = engine.send(session.session_id, "payment_detected", PAYMENT, external_ref=ref)
+    assert again.duplicate
+    assert engine.get(session.session_id).amounts.received == "25.00"
+
+
+def test_unknown_session_and_unknown_flow_are_clear_errors(engine: Engine) -> None:
+    with pytest.raises(SessionNotFound):
+        engine.send("0" * 32, "payment_detected")
+    with pytest.raises(ValidationError) as invalid:
+        engine.create_session(create_request(flow="nope"))
+    assert invalid.value.errors[0].param == "flow"
+
+
+def test_group_commit_applies_many_sessions_in_one_transaction(engine: Engine) -> None:
+    ids = [engine.create_session(create_request()).session_id for _ in range(5)]
+    items = [EventInput(sid, "payment_detected", PAYMENT, event_id="p") for sid in ids]
+    items.insert(2, EventInput(ids[0], "evm.settle.done"))  # refused: not in 'paid' yet
+    results = engine.send_many(items)
+    assert isinstance(results[2], TransitionNotAllowed)
+    assert all(engine.get(sid).status == "paid" for sid in ids)
+
+
+COUNTER_FLOW = """
+flowengine: 1
+name: counter
+version: 1
+states:
+  open: {initial: true}
+  closed: {final: true}
+transitions:
+  - {event: tick, from: open, to: open}
+  - {event: close, from: open, to: closed}
+"""
+
+
+def test_concurrent_senders_on_one_session_lose_no_event(store_url: str) -> None:
+    flows = FlowRegistry([load_flow("counter.yaml", text=COUNTER_FLOW)])
+    engine = Engine(flows, store_url, ManualClock())
+    sid = engine.create_session(create_request(flow="counter")).session_id
+    threads, per_thread = 4, 25
+
+    def sender(n: int) -> None:
+        for i in range(per_thread):
+            engine.send(sid, "tick", event_id=f"t{n}-{i}")
+
+    workers = [threading.Thread(target=sender, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    history = engine.history(sid)
+    assert [e.seq for e in history] == list(range(1, threads * per_thread + 2))
+    assert len({e.event_id for e in history}) == len(history)
+    assert engine.record(sid).seq == threads * per_thread + 1
+    engine.store.close()
+
+
+def test_a_session_keeps_running_its_flow_version_after_flows_change(
+    store_url: str, clock: ManualClock
+) -> None:
+    if store_url.startswith("memory"):
+        pytest.skip("a memory store does not survive an engine restart")
+    v1 = FlowRegistry([load_flow("counter.yaml", text=COUNTER_FLOW)])
+    sid = Engine(v1, store_url, clock).create_session(create_request(flow="counter")).session_id
+    v2_text = COUNTER_FLOW.replace("version: 1", "version: 2").replace(
+        "- {event: close, from: open, to: closed}", "- {event: finish, from: open, to: closed}"
+    )
+    restarted = Engine(FlowRegistry([load_flow("counter.yaml", text=v2_text)]), store_url, clock)
+    # v2 has no 'close', but this session was created on v1 and keeps running it
+    assert restarted.send(sid, "close").state == "closed"

@@ -1,0 +1,65 @@
+"""Durable timers: fire once when due, never after the session moved on."""
+
+from __future__ import annotations
+
+import threading
+
+from flowengine.clock import ManualClock
+from flowengine.engine import Engine
+from flowengine.workers import TimerWorker
+from tests.factories import create_request
+
+PAYMENT = {"units": 25_000_000, "txHash": "0x" + "cd" * 32}
+
+
+def test_an_unpaid_session_expires_at_its_expiry(engine: Engine, clock: ManualClock) -> None:
+    session = engine.create_session(create_request(expiresIn=1800))
+    worker = TimerWorker(engine)
+    clock.advance(1799)
+    assert worker.run_once() == 0
+    clock.advance(1)
+    assert worker.run_once() == 1
+    expired = engine.get(session.session_id)
+    assert expired.status == "expired"
+    assert worker.run_once() == 0  # fired once, not again
+    with engine.store.transaction() as tx:
+        assert [w.type for w in tx.webhooks(session.session_id)] == ["session.expired"]
+
+
+def test_a_paid_session_does_not_expire(engine: Engine, clock: ManualClock) -> None:
+    session = engine.create_session(create_request(expiresIn=600))
+    engine.send(session.session_id, "payment_detected", PAYMENT)
+    clock.advance(3600)
+    assert TimerWorker(engine).run_once() == 0
+    assert engine.get(session.session_id).status == "paid"
+    with engine.store.transaction() as tx:
+        assert [t.status for t in tx.timers(session.session_id)] == ["cancelled"]
+
+
+def test_a_timer_rescheduled_by_a_new_state_fires_once(engine: Engine, clock: ManualClock) -> None:
+    session = engine.create_session(create_request(amount=None, expiresIn=600))
+    engine.send(session.session_id, "select_amount")
+    clock.advance(600)
+    assert TimerWorker(engine).run_once() == 1  # amount_selected's timer; created's is stale
+    history = engine.history(session.session_id)
+    assert [e.event for e in history] == ["session.created", "select_amount", "expire"]
+
+
+def test_competing_workers_fire_each_timer_exactly_once(engine: Engine, clock: ManualClock) -> None:
+    ids = [engine.create_session(create_request(expiresIn=60)).session_id for _ in range(30)]
+    clock.advance(61)
+    workers = [TimerWorker(engine, batch=4) for _ in range(3)]
+    fired: list[int] = []
+
+    def drain(worker: TimerWorker) -> None:
+        while count := worker.run_once():
+            fired.append(count)
+
+    threads = [threading.Thread(target=drain, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(fired) == 30
+    for sid in ids:
+        assert [e.event for e in engine.history(sid)] == ["session.created", "expire"]
