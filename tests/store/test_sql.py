@@ -1,0 +1,317 @@
+"""What the SQL store adds to the contract: a file that lasts, a schema that migrates
+itself, locks that hold across connections, and clear errors for bad URLs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from flowengine.errors import StoreError
+from flowengine.store import EffectRecord, SessionRecord, open_store
+from flowengine.store.sql import SqlStore, StoreConflict
+from flowengine.store.tables import metadata
+
+MakeStoreUrl = Callable[..., str]
+SQL_KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def session(session_id: str = "s1", state: str = "created") -> SessionRecord:
+    return SessionRecord(session_id, "deposit", "1", "h1", state, "open", {"n": 1}, 1, 1, 9)
+
+
+@pytest.fixture
+def sql_store(request: pytest.FixtureRequest, make_store_url: MakeStoreUrl) -> Iterator[SqlStore]:
+    store = SqlStore(make_store_url(request.param))
+    yield store
+    store.close()
+
+
+def open_twice(url: str) -> tuple[SqlStore, SqlStore]:
+    return SqlStore(url), SqlStore(url)
+
+
+def pragma(store: SqlStore, name: str) -> Any:
+    with store.engine.connect() as conn:
+        return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+def test_a_sqlite_file_keeps_its_data_across_reopening(make_store_url: MakeStoreUrl) -> None:
+    url = make_store_url("sqlite")
+    first = SqlStore(url)
+    with first.transaction() as tx:
+        tx.insert_session(session())
+    first.close()
+
+    again = SqlStore(url)
+    with again.transaction() as tx:
+        assert tx.get_session("s1") == session()
+    with again.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0001",)]
+    again.close()
+
+
+def test_sqlite_runs_in_wal_mode_with_full_sync_and_foreign_keys(
+    make_store_url: MakeStoreUrl,
+) -> None:
+    store = SqlStore(make_store_url("sqlite"))
+    assert pragma(store, "journal_mode") == "wal"
+    assert pragma(store, "synchronous") == 2  # FULL
+    assert pragma(store, "foreign_keys") == 1
+    assert pragma(store, "busy_timeout") == 30_000
+    store.close()
+
+
+def test_sqlite_options_come_from_the_url(make_store_url: MakeStoreUrl) -> None:
+    store = SqlStore(make_store_url("sqlite", synchronous="normal", busy_timeout="1500"))
+    assert pragma(store, "synchronous") == 1  # NORMAL
+    assert pragma(store, "busy_timeout") == 1_500
+    store.close()
+
+
+def test_a_row_for_an_unknown_session_is_refused(make_store_url: MakeStoreUrl) -> None:
+    store = SqlStore(make_store_url("sqlite"))
+    with pytest.raises(StoreConflict, match="FOREIGN KEY"), store.transaction() as tx:
+        tx.add_timer("ghost", "expire", "created", 0, 10)
+    store.close()
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@pytest.mark.parametrize("sql_store", SQL_KINDS, indirect=True)
+def test_the_migrations_build_exactly_the_tables_module(sql_store: SqlStore) -> None:
+    with sql_store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+@pytest.mark.postgres
+def test_a_schema_url_keeps_every_table_in_that_schema(
+    make_store_url: MakeStoreUrl, postgres_server_url: str
+) -> None:
+    url = make_store_url("postgres")
+    schema = url.rsplit("=", 1)[1]
+    store = SqlStore(url.replace("postgresql://", "postgres://", 1))
+    store.close()
+    with psycopg.connect(postgres_server_url) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (schema,),
+        ).fetchall()
+    assert {name for (name,) in rows} == {*metadata.tables, "alembic_version"}
+
+
+@pytest.mark.postgres
+def test_processes_opening_a_fresh_database_at_once_both_succeed(
+    make_store_url: MakeStoreUrl,
+) -> None:
+    url = make_store_url("postgres")
+    start = threading.Barrier(4)
+
+    def open_and_write(n: int) -> None:
+        start.wait()
+        store = SqlStore(url)
+        with store.transaction() as tx:
+            tx.insert_session(session(f"s{n}"))
+        store.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(open_and_write, range(4)))
+    store = SqlStore(url)
+    with store.transaction() as tx:
+        assert all(tx.get_session(f"s{n}") for n in range(4))
+    store.close()
+
+
+# --------------------------------------------------------------------------- locking
+
+
+def hold_then_release(
+    url: str, body: Callable[[Any], None]
+) -> tuple[threading.Thread, threading.Event, threading.Event]:
+    """Run ``body`` in a transaction on its own store and thread; keep the transaction
+    open after it until ``release`` is set. Returns (thread, holding, release)."""
+    holding, release = threading.Event(), threading.Event()
+
+    def run() -> None:
+        store = SqlStore(url)
+        try:
+            with store.transaction() as tx:
+                body(tx)
+                holding.set()
+                assert release.wait(10)
+        finally:
+            store.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert holding.wait(10)
+    return thread, holding, release
+
+
+@pytest.mark.parametrize("kind", SQL_KINDS)
+def test_a_locked_session_makes_the_next_writer_wait(
+    kind: str, make_store_url: MakeStoreUrl
+) -> None:
+    url = make_store_url(kind)
+    setup = SqlStore(url)
+    with setup.transaction() as tx:
+        tx.insert_session(session())
+
+    def first_writer(tx: Any) -> None:
+        locked = tx.get_session("s1", for_update=True)
+        tx.update_session(SessionRecord(**{**locked.__dict__, "state": "paid", "seq": 1}))
+
+    seen: list[SessionRecord | None] = []
+
+    def second_writer() -> None:
+        with setup.transaction() as tx:
+            seen.append(tx.get_session("s1", for_update=True))
+
+    thread, _, release = hold_then_release(url, first_writer)
+    waiter = threading.Thread(target=second_writer)
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # blocked behind the first writer
+    assert seen == []
+    release.set()
+    thread.join(10)
+    waiter.join(10)
+    assert not waiter.is_alive()
+    (after,) = seen
+    assert after is not None
+    assert (after.state, after.seq) == ("paid", 1)
+    setup.close()
+
+
+@pytest.mark.postgres
+def test_concurrent_effect_claims_never_share_a_row(make_store_url: MakeStoreUrl) -> None:
+    url = make_store_url("postgres")
+    first, second = open_twice(url)
+    with first.transaction() as tx:
+        tx.insert_session(session())
+        for n in range(20):
+            tx.add_effect(effect_record(f"k{n:02}", n))
+
+    held: list[str] = []
+    thread, _, release = hold_then_release(
+        url, lambda tx: held.extend(r.key for r in tx.claim_effects(100, 5, "w1", 1_000))
+    )
+    # The first worker's five rows are locked, not yet committed: skipped, not waited for.
+    with second.transaction() as tx:
+        other = [r.key for r in tx.claim_effects(100, 5, "w2", 1_000)]
+    release.set()
+    thread.join(10)
+    assert held == [f"k{n:02}" for n in range(5)]
+    assert other == [f"k{n:02}" for n in range(5, 10)]
+
+    # Many workers draining the outbox at once: every row exactly once.
+    def drain(store: SqlStore) -> list[str]:
+        taken: list[str] = []
+        while True:
+            with store.transaction() as tx:
+                batch = tx.claim_effects(100, 2, "w", 1_000)
+            if not batch:
+                return taken
+            taken += [r.key for r in batch]
+
+    stores = [first, second, *open_twice(url)]
+    with ThreadPoolExecutor(len(stores)) as pool:
+        taken = [key for keys in pool.map(drain, stores) for key in keys]
+    assert sorted(taken) == [f"k{n:02}" for n in range(10, 20)]
+    for store in stores:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_concurrent_timer_claims_never_share_a_timer(make_store_url: MakeStoreUrl) -> None:
+    url = make_store_url("postgres")
+    store = SqlStore(url)
+    with store.transaction() as tx:
+        tx.insert_session(session())
+        for n in range(6):
+            tx.add_timer("s1", f"t{n}", "created", 0, n)
+
+    held: list[str] = []
+
+    def claim_and_fire(tx: Any) -> None:
+        for timer in tx.claim_due_timers(100, 3):
+            held.append(timer.event)
+            tx.finish_timer(timer.timer_id, "fired")
+
+    thread, _, release = hold_then_release(url, claim_and_fire)
+    with store.transaction() as tx:
+        other = tx.claim_due_timers(100, 10)
+        for timer in other:
+            tx.finish_timer(timer.timer_id, "fired")
+    release.set()
+    thread.join(10)
+    assert held == ["t0", "t1", "t2"]
+    assert [t.event for t in other] == ["t3", "t4", "t5"]
+    with store.transaction() as tx:
+        assert tx.claim_due_timers(100, 10) == []
+        assert {t.status for t in tx.timers("s1")} == {"fired"}
+    store.close()
+
+
+def effect_record(key: str, available_at: int) -> EffectRecord:
+    return EffectRecord(key, "s1", "deliver", "paid", 1, "pending", 0, available_at, 0)
+
+
+# --------------------------------------------------------------------------- bad URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("mysql://root@localhost/db", "unknown store URL"),
+        ("sqlite://", "name a file"),
+        ("sqlite:///:memory:", "memory://"),
+        ("sqlite:///{tmp}/no/such/dir/store.db", "unable to open database file"),
+        ("sqlite:///{tmp}/s.db?synchronous=SOMETIMES", "synchronous"),
+        ("sqlite:///{tmp}/s.db?busy_timeout=soon", "busy_timeout"),
+        ("sqlite:///{tmp}/s.db?journal=delete", "unknown option"),
+        ("postgresql://root@127.0.0.1/test?schema=no-dashes", "schema"),
+        ("postgresql://root:secret@127.0.0.1:1/test", "127.0.0.1"),
+    ],
+)
+def test_a_bad_url_is_a_store_error_that_says_why(url: str, says: str, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=says) as caught:
+        open_store(url.format(tmp=tmp_path))
+    message = str(caught.value)
+    assert "Traceback" not in message
+    assert "secret" not in message
+
+
+@pytest.mark.postgres
+def test_an_unknown_database_role_is_a_store_error(postgres_server_url: str) -> None:
+    _, _, host = postgres_server_url.partition("://")[2].rpartition("@")
+    with pytest.raises(StoreError, match="nobody_here"):
+        SqlStore(f"postgresql://nobody_here@{host}")
+
+
+def test_a_database_failure_inside_a_transaction_is_a_store_error(
+    make_store_url: MakeStoreUrl,
+) -> None:
+    store = SqlStore(make_store_url("sqlite", busy_timeout="50"))
+    thread, _, release = hold_then_release(store.url, lambda tx: tx.insert_session(session()))
+    start = time.monotonic()
+    with pytest.raises(StoreError, match="locked"), store.transaction():
+        pass
+    assert time.monotonic() - start < 5
+    release.set()
+    thread.join(10)
+    store.close()
