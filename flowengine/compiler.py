@@ -9,9 +9,13 @@ transition actions that only *record a request* on the machine's model
 (:class:`MachineContext`). Nothing is performed inside a transition: the engine commits
 the requests with the new state, and workers carry them out (see DESIGN).
 
-Classes are cached on the registry, per content hash: building one costs about a
-millisecond, restoring a machine from it about a hundred microseconds. Changing the
-registry (a new guard) drops its cache.
+Classes are cached on the registry, per content hash (changing the registry drops its
+cache). Constructing a python-statemachine instance is by far the most expensive part
+of a step (it registers every callback anew), so each compiled flow keeps a small pool
+of live machines and points one at the stored state for each event: the library reads
+the current state from the model on every step, so this is the same restore, without
+the construction. A machine that raised or reached a final state (where the library
+stops its engine for good) is never reused.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from statemachine.io import create_machine_class_from_definition
 
 from .errors import FlowEngineError, TransitionNotAllowed
 from .registry import Guard, Registry, default_registry
-from .spec import FlowSpec
+from .spec import FlowSpec, StateSpec
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,10 @@ class CompiledFlow:
     def __init__(self, spec: FlowSpec, machine_class: type[StateChart[Any]]) -> None:
         self.spec = spec
         self.machine_class = machine_class
+        self._pool: list[tuple[StateChart[Any], MachineContext]] = []
+        self._entry_requests = {
+            name: tuple(_entry_requests(name, state)) for name, state in spec.states.items()
+        }
         accepted: dict[str, dict[str, None]] = {name: {} for name in spec.states}
         for edge in spec.edges():
             accepted[edge.source][edge.event] = None
@@ -103,11 +111,13 @@ class CompiledFlow:
         return self.spec.name
 
     def start(self, session: Mapping[str, Any] | None = None) -> Step:
-        """Enter the initial state (running its entry actions) for a new session."""
-        context = MachineContext(session=session or {})
-        self.machine_class(model=context)
-        assert context.state is not None
-        return Step("", "", context.state, tuple(context.requests))
+        """Enter the initial state for a new session: what its entry actions request.
+
+        The initial state's entry actions are exactly its declared requests, so they are
+        read from the spec rather than by building a machine for every new session.
+        """
+        initial = self.spec.initial_state
+        return Step("", "", initial, self._entry_requests[initial])
 
     def send(
         self,
@@ -122,14 +132,30 @@ class CompiledFlow:
                 f"state '{state}' does not exist in flow {self.spec.name} version "
                 f"{self.spec.version}"
             )
-        context = MachineContext(state=state, session=session or {}, payload=payload or {})
-        machine = self.machine_class(model=context)
+        machine, context = self._acquire(state)
+        context.session = session or {}
+        context.payload = payload or {}
         try:
             machine.send(event)
         except _RuntimeNotAllowed:
             raise TransitionNotAllowed(event, state, self.accepted_events(state)) from None
-        assert context.state is not None
-        return Step(event, state, context.state, tuple(context.requests))
+        target = context.state
+        assert target is not None
+        step = Step(event, state, target, tuple(context.requests))
+        if not machine.is_terminated:
+            self._pool.append((machine, context))  # list.append is atomic: thread-safe
+        return step
+
+    def _acquire(self, state: str) -> tuple[StateChart[Any], MachineContext]:
+        """A live machine whose model holds ``state`` and no leftover requests."""
+        try:
+            machine, context = self._pool.pop()
+        except IndexError:
+            context = MachineContext(state=state)
+            return self.machine_class(model=context), context
+        context.state = state
+        context.requests = []
+        return machine, context
 
     def accepted_events(self, state: str) -> tuple[str, ...]:
         """Events with a transition out of ``state`` (before guards are evaluated)."""
@@ -168,16 +194,22 @@ def _check_names(spec: FlowSpec, registry: Registry) -> None:
         )
 
 
+def _entry_requests(name: str, state: StateSpec) -> list[Request]:
+    """What entering ``state`` asks for: its effect, its timers, its webhooks."""
+    requests: list[Request] = []
+    if state.effect:
+        requests.append(EffectRequest(state.effect, name))
+    for timer in state.timers:
+        requests.append(TimerRequest(timer.event, name, timer.after_seconds, timer.at))
+    for webhook in state.emit:
+        requests.append(WebhookRequest(webhook, name))
+    return requests
+
+
 def _build_class(spec: FlowSpec, registry: Registry) -> type[StateChart[Any]]:
     states: dict[str, dict[str, Any]] = {}
     for name, state in spec.states.items():
-        enter: list[Callable[..., None]] = []
-        if state.effect:
-            enter.append(_record(EffectRequest(state.effect, name)))
-        for timer in state.timers:
-            enter.append(_record(TimerRequest(timer.event, name, timer.after_seconds, timer.at)))
-        for webhook in state.emit:
-            enter.append(_record(WebhookRequest(webhook, name)))
+        enter = [_record(request) for request in _entry_requests(name, state)]
         states[name] = {
             "name": state.label or name.replace("_", " ").capitalize(),
             "value": name,

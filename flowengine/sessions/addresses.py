@@ -14,8 +14,9 @@ rejected rather than normalised.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
-from eth_utils.address import is_checksum_address, to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from ..errors import FieldError, ValidationError
 
@@ -40,14 +41,21 @@ def checksum_address(value: object, *, param: str) -> str:
         raise fail("invalid_type", "must be a string: 0x followed by 40 hex characters")
     if _ADDRESS.fullmatch(value) is None:
         raise fail("invalid_address", _what_is_wrong(value))
+    checksummed = _checksum(value[2:].lower())
     digits = value[2:]
-    if digits not in (digits.lower(), digits.upper()) and not is_checksum_address(value):
+    if digits not in (digits.lower(), digits.upper()) and value != checksummed:
         raise fail(
             "invalid_checksum",
             f"{value} is in mixed case but its EIP-55 checksum does not match, which "
             "usually means a mistyped character; copy the address again from its source",
         )
-    return str(to_checksum_address(value))
+    return checksummed
+
+
+@lru_cache(maxsize=65_536)
+def _checksum(lower_hex: str) -> str:
+    """EIP-55 form of an address (a keccak-256 per call: cached, addresses recur)."""
+    return str(to_checksum_address("0x" + lower_hex))
 
 
 def is_zero_address(address: str) -> bool:
