@@ -204,14 +204,18 @@ class Engine:
         A refused event (not allowed, unknown session, idempotency conflict) is returned
         as its error in place and writes nothing; the others are committed together.
         """
-        results: list[SendResult | FlowEngineError] = []
+        # Applied in session-id order (stable, so each session's own events keep their
+        # order): row locks are then always taken in one order, and two concurrent
+        # batches on PostgreSQL cannot deadlock on each other.
+        order = sorted(range(len(items)), key=lambda i: items[i].session_id)
+        results: dict[int, SendResult | FlowEngineError] = {}
         with self.store.transaction() as tx:
-            for item in items:
+            for index in order:
                 try:
-                    results.append(self.apply(tx, item))
+                    results[index] = self.apply(tx, items[index])
                 except (TransitionNotAllowed, SessionNotFound, IdempotencyConflict) as exc:
-                    results.append(exc)
-        return results
+                    results[index] = exc
+        return [results[index] for index in range(len(items))]
 
     def apply(self, tx: Transaction, item: EventInput) -> SendResult:
         """Apply one event inside an open transaction (workers use this to fire timers

@@ -77,6 +77,16 @@ class StoreError(FlowEngineError):
     """The store could not be opened or used (bad URL, unreachable database)."""
 
 
+class StoreConflict(StoreError, KeyError):
+    """A write broke a uniqueness or reference rule: a duplicate event id, external ref,
+    effect key or session id, or a row for a session that does not exist.
+
+    Every store raises it for the same writes (it is also a :class:`KeyError`). On
+    PostgreSQL the transaction is spoiled: let the exception leave the
+    ``with store.transaction()`` block.
+    """
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One invalid field of a request: ``param`` is its dotted path (``destination.address``)."""

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 
+from ..errors import StoreConflict
 from .base import (
     JSON,
     EffectAttempt,
@@ -54,6 +55,7 @@ class MemoryStore:
             except BaseException:
                 tx.rollback()
                 raise
+            tx.requeue_unfinished_timers()
 
     def close(self) -> None:
         pass
@@ -67,6 +69,12 @@ class MemoryTransaction:
     def __init__(self, store: MemoryStore) -> None:
         self.s = store
         self._undo: list[Callable[[], object]] = []
+        self._claimed_timers: dict[int, tuple[int, int]] = {}
+
+    def requeue_unfinished_timers(self) -> None:
+        """A claimed timer the transaction did not finish stays due, as on SQL stores."""
+        for item in self._claimed_timers.values():
+            heapq.heappush(self.s.timer_heap, item)
 
     def rollback(self) -> None:
         for undo in reversed(self._undo):
@@ -87,11 +95,16 @@ class MemoryTransaction:
 
     def insert_session(self, record: SessionRecord) -> None:
         if record.session_id in self.s.sessions:
-            raise KeyError(f"session {record.session_id} exists")
+            raise StoreConflict(f"session {record.session_id} exists")
         self._set(self.s.sessions, record.session_id, record)
 
     def update_session(self, record: SessionRecord) -> None:
+        self._require_session(record.session_id)
         self._set(self.s.sessions, record.session_id, record)
+
+    def _require_session(self, session_id: str) -> None:
+        if session_id not in self.s.sessions:
+            raise StoreConflict(f"no session {session_id}")
 
     def find_event(self, session_id: str, event_id: str) -> EventRecord | None:
         return self.s.event_ids.get((session_id, event_id))
@@ -100,16 +113,21 @@ class MemoryTransaction:
         return self.s.event_refs.get((session_id, external_ref))
 
     def append_event(self, event: EventRecord) -> None:
+        self._require_session(event.session_id)
         id_key = (event.session_id, event.event_id)
         if id_key in self.s.event_ids:
-            raise KeyError(f"event {event.event_id} already logged")
+            raise StoreConflict(f"event {event.event_id} already logged")
+        ref_key = (event.session_id, event.external_ref or "")
+        if event.external_ref is not None and ref_key in self.s.event_refs:
+            raise StoreConflict(f"external ref {event.external_ref} already logged")
         log = self.s.log[event.session_id]
+        if log and log[-1].seq >= event.seq:
+            raise StoreConflict(f"event seq {event.seq} of {event.session_id} is not new")
         log.append(event)
         self.s.event_ids[id_key] = event
         self._undo.append(log.pop)
         self._undo.append(lambda: self.s.event_ids.pop(id_key, None))
         if event.external_ref is not None:
-            ref_key = (event.session_id, event.external_ref)
             self.s.event_refs[ref_key] = event
             self._undo.append(lambda: self.s.event_refs.pop(ref_key, None))
 
@@ -118,8 +136,9 @@ class MemoryTransaction:
 
     # outboxes
     def add_effect(self, effect: EffectRecord) -> None:
+        self._require_session(effect.session_id)
         if effect.key in self.s.effect_rows:
-            raise KeyError(f"effect {effect.key} exists")
+            raise StoreConflict(f"effect {effect.key} exists")
         self.s.effect_rows[effect.key] = effect
         keys = self.s.effect_keys[effect.session_id]
         keys.append(effect.key)
@@ -129,12 +148,14 @@ class MemoryTransaction:
     def add_timer(
         self, session_id: str, event: str, state: str, entered_seq: int, due_at: int
     ) -> None:
+        self._require_session(session_id)
         timer = TimerRecord(self.s.next_id(), session_id, event, state, entered_seq, due_at)
         self.s.timer_rows[timer.timer_id] = timer
         heapq.heappush(self.s.timer_heap, (due_at, timer.timer_id))
         self._undo.append(lambda: self.s.timer_rows.pop(timer.timer_id, None))
 
     def add_webhook(self, session_id: str, type: str, body: JSON, created_at: int) -> None:
+        self._require_session(session_id)
         row = WebhookRecord(
             self.s.next_id(), session_id, type, body, "pending", 0, created_at, created_at
         )
@@ -190,9 +211,13 @@ class MemoryTransaction:
             timer = self.s.timer_rows.get(item[1])
             if timer is not None and timer.status == "pending":
                 claimed.append(timer)
+                self._claimed_timers[timer.timer_id] = item
         return claimed
 
     def finish_timer(self, timer_id: int, status: TimerStatus) -> None:
+        item = self._claimed_timers.pop(timer_id, None)
+        if item is not None:
+            self._undo.append(partial(self._claimed_timers.__setitem__, timer_id, item))
         old = self.s.timer_rows[timer_id]
         self.s.timer_rows[timer_id] = replace(old, status=status)
         self._undo.append(lambda: self.s.timer_rows.__setitem__(timer_id, old))

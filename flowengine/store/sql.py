@@ -68,7 +68,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnClause
 
-from ..errors import StoreError
+from ..errors import StoreConflict, StoreError
 from . import tables as t
 from .base import (
     JSON,
@@ -97,18 +97,6 @@ _DRIVERS = {
     "postgresql+psycopg": "postgresql+psycopg",
 }
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
-
-class StoreConflict(StoreError, KeyError):
-    """A write broke a uniqueness or reference rule: a duplicate event id, external ref,
-    effect key or session id, or a row for a session that does not exist.
-
-    Also a :class:`KeyError`, which is what the in-memory store raises for the same
-    writes. The database transaction is spoiled (PostgreSQL refuses further statements
-    in it): let the exception leave the ``with store.transaction()`` block.
-    """
-
-    __str__ = Exception.__str__
 
 
 # --------------------------------------------------------------------------- JSON
@@ -400,11 +388,11 @@ class SqlTransaction:
         self._exec(self._sql.insert_session, self._session_params(record), what)
 
     def update_session(self, record: SessionRecord) -> None:
-        """Replace the stored session (inserted if absent, as the memory store does)."""
+        """Replace the stored session; a session that does not exist is a conflict."""
         params = self._session_params(record)
         params["_session_id"] = params.pop("session_id")
         if self._exec(self._sql.update_session, params).rowcount == 0:
-            self.insert_session(record)
+            raise StoreConflict(f"no session {record.session_id} to update")
 
     def find_event(self, session_id: str, event_id: str) -> EventRecord | None:
         row = self._one(self._sql.find_event, {"session_id": session_id, "event_id": event_id})

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
+from ..errors import StoreError
+
+log = logging.getLogger("flowengine.workers")
+
 
 def run_until(stop: threading.Event, run_once: Callable[[], int], idle_seconds: float) -> None:
+    """Call ``run_once`` until ``stop`` is set.
+
+    A store error (a lost connection, a deadlock victim) rolled its transaction back,
+    so nothing is half done: it is logged and the loop tries again after a pause.
+    """
     while not stop.is_set():
-        if run_once() == 0:
+        try:
+            done = run_once()
+        except StoreError:
+            log.exception("worker step failed; retrying")
+            done = 0
+        if done == 0:
             stop.wait(idle_seconds)

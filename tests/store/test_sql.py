@@ -16,9 +16,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from flowengine.errors import StoreError
+from flowengine.errors import StoreConflict, StoreError
 from flowengine.store import EffectRecord, SessionRecord, open_store
-from flowengine.store.sql import SqlStore, StoreConflict
+from flowengine.store.sql import SqlStore
 from flowengine.store.tables import metadata
 
 MakeStoreUrl = Callable[..., str]

@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 import pytest
 
+from flowengine.errors import StoreConflict
 from flowengine.store import (
     EffectAttempt,
     EffectRecord,
@@ -115,6 +116,27 @@ def test_an_update_replaces_the_session(with_session: Store) -> None:
         tx.update_session(moved)
     with with_session.transaction() as tx:
         assert tx.get_session("s1") == moved
+
+
+def test_updating_a_session_that_does_not_exist_is_a_conflict(store: Store) -> None:
+    with pytest.raises(StoreConflict), store.transaction() as tx:
+        tx.update_session(session("ghost"))
+    with store.transaction() as tx:
+        assert tx.get_session("ghost") is None
+
+
+def test_rows_for_a_session_that_does_not_exist_are_a_conflict(store: Store) -> None:
+    with pytest.raises(StoreConflict), store.transaction() as tx:
+        tx.append_event(event(1, session_id="ghost"))
+    with pytest.raises(StoreConflict), store.transaction() as tx:
+        tx.add_timer("ghost", "expire", "created", 0, 10)
+
+
+def test_an_external_ref_is_logged_once(with_session: Store) -> None:
+    with with_session.transaction() as tx:
+        tx.append_event(event(1, external_ref="8453:0xabc:0"))
+    with pytest.raises(StoreConflict), with_session.transaction() as tx:
+        tx.append_event(event(2, external_ref="8453:0xabc:0"))
 
 
 def test_a_session_id_is_inserted_once(with_session: Store) -> None:
@@ -399,6 +421,15 @@ def test_a_claimed_timer_rolled_back_is_claimable_again(with_session: Store) -> 
     with with_session.transaction() as tx:
         (timer,) = tx.claim_due_timers(now=10, limit=5)
     assert (timer.event, timer.status) == ("expire", "pending")
+
+
+def test_a_claimed_timer_left_unfinished_is_claimable_again(with_session: Store) -> None:
+    with with_session.transaction() as tx:
+        tx.add_timer("s1", "expire", "created", 0, 10)
+    with with_session.transaction() as tx:
+        assert len(tx.claim_due_timers(now=10, limit=5)) == 1  # committed without finishing
+    with with_session.transaction() as tx:
+        assert len(tx.claim_due_timers(now=10, limit=5)) == 1
 
 
 def test_finishing_an_unknown_timer_is_a_key_error(with_session: Store) -> None:
