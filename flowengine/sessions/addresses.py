@@ -52,7 +52,7 @@ def checksum_address(value: object, *, param: str) -> str:
     return checksummed
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=4096)
 def _checksum(lower_hex: str) -> str:
     """EIP-55 form of an address (a keccak-256 per call: cached, addresses recur)."""
     return str(to_checksum_address("0x" + lower_hex))
