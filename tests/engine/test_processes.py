@@ -13,7 +13,7 @@ from flowengine.clock import ManualClock
 from flowengine.engine import Engine
 from flowengine.flows import FlowRegistry
 from flowengine.spec import load_flow
-from tests.conftest import ROOT, pg_schema_url
+from tests.conftest import ROOT, MakeStoreUrl
 from tests.engine.test_engine import COUNTER_FLOW
 from tests.factories import create_request
 
@@ -33,8 +33,10 @@ SENDER = textwrap.dedent(
 
 
 @pytest.mark.postgres
-def test_processes_sending_to_one_session_lose_no_event(pg_schema: str, tmp_path: Path) -> None:
-    url = pg_schema_url(pg_schema)
+def test_processes_sending_to_one_session_lose_no_event(
+    make_store_url: MakeStoreUrl, tmp_path: Path
+) -> None:
+    url = make_store_url("postgres")
     flow_file = tmp_path / "counter.yaml"
     flow_file.write_text(COUNTER_FLOW)
     engine = Engine(FlowRegistry([load_flow(flow_file)]), url, ManualClock())
