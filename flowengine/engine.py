@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -349,7 +349,8 @@ class Engine:
 
 
 def _request_rows(requests: Sequence[Request]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in asdict(r).items() if v is not None} for r in requests]
+    """The requests as logged JSON (flat frozen dataclasses: no deep copy needed)."""
+    return [{k: v for k, v in vars(r).items() if v is not None} for r in requests]
 
 
 def session_view(record: SessionRecord, history: Sequence[EventRecord] | None = None) -> Session:
