@@ -397,3 +397,19 @@ def _seconds(text: str) -> int:
     from flowengine.durations import parse_duration
 
     return parse_duration(text)
+
+
+def test_machines_are_reused_across_sessions_even_after_a_final_state() -> None:
+    flow = compile_flow(load_flow(DEPOSIT), Registry.default())  # a fresh, unshared pool
+    fixed = {"destination": {"amountUnits": "25.00"}}
+    for _ in range(3):  # three whole sessions, each ending in a final state
+        state = flow.start(fixed).target
+        for event in ("payment_detected", "evm.deliver.done", "evm.settle.done"):
+            state = flow.send(state, event, session=fixed).target
+        assert state == "completed"
+        with pytest.raises(TransitionNotAllowed):
+            flow.send("completed", "payment_detected", session=fixed)
+    # a reused machine starts clean: no requests leak from the previous session
+    step = flow.send("created", "expire")
+    assert (step.target, [r.kind for r in step.requests]) == ("expired", ["webhook"])
+    assert len(flow._pool) == 1  # one machine served every step of every session
