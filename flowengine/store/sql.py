@@ -178,7 +178,7 @@ _STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
     "get_session_locked": (_get_session.with_for_update(), None),
     "insert_session": (insert(_S).inline(), _SESSION_FIELDS),
     "update_session": (
-        update(_S).where(_S.c.session_id == bindparam("_session_id")),
+        update(_S).where(_S.c.session_id == bindparam("_session_id")).returning(_S.c.session_id),
         _SESSION_FIELDS[1:],
     ),
     "find_event": (_find_event.where(_EV.c.event_id == bindparam("event_id")), None),
@@ -187,7 +187,10 @@ _STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
     "events": (_by_session(_EV, _EV.c.seq, _EVENT_FIELDS), None),
     "insert_effect": (insert(_EF).inline(), _EFFECT_FIELDS),
     "get_effect": (select(*_effect_cols).where(_EF.c.key == bindparam("key")), None),
-    "update_effect": (update(_EF).where(_EF.c.key == bindparam("_key")), _EFFECT_FIELDS[1:]),
+    "update_effect": (
+        update(_EF).where(_EF.c.key == bindparam("_key")).returning(_EF.c.key),
+        _EFFECT_FIELDS[1:],
+    ),
     "effects": (_by_session(_EF, _EF.c.id, _EFFECT_FIELDS), None),
     # One round trip: lock the runnable rows (skipping rows other workers hold) and
     # take them. RETURNING comes back in no particular order; ``id`` breaks ties.
@@ -221,7 +224,7 @@ _STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
         None,
     ),
     "finish_timer": (
-        update(_TI).where(_TI.c.timer_id == bindparam("_timer_id")),
+        update(_TI).where(_TI.c.timer_id == bindparam("_timer_id")).returning(_TI.c.timer_id),
         ["status"],
     ),
     "timers": (_by_session(_TI, _TI.c.timer_id, _TIMER_FIELDS), None),
@@ -391,7 +394,7 @@ class SqlTransaction:
         """Replace the stored session; a session that does not exist is a conflict."""
         params = self._session_params(record)
         params["_session_id"] = params.pop("session_id")
-        if self._exec(self._sql.update_session, params).rowcount == 0:
+        if self._one(self._sql.update_session, params) is None:  # RETURNING: pipeline-safe
             raise StoreConflict(f"no session {record.session_id} to update")
 
     def find_event(self, session_id: str, event_id: str) -> EventRecord | None:
@@ -469,7 +472,7 @@ class SqlTransaction:
     def update_effect(self, record: EffectRecord) -> None:
         params = self._effect_params(record)
         params["_key"] = params.pop("key")
-        if self._exec(self._sql.update_effect, params).rowcount == 0:
+        if self._one(self._sql.update_effect, params) is None:
             raise KeyError(record.key)
 
     def record_attempt(self, attempt: EffectAttempt) -> None:
@@ -492,7 +495,7 @@ class SqlTransaction:
 
     def finish_timer(self, timer_id: int, status: TimerStatus) -> None:
         params = {"_timer_id": timer_id, "status": status}
-        if self._exec(self._sql.finish_timer, params).rowcount == 0:
+        if self._one(self._sql.finish_timer, params) is None:
             raise KeyError(timer_id)
 
     def timers(self, session_id: str) -> list[TimerRecord]:
@@ -680,7 +683,13 @@ class SqlStore:
             try:
                 if self.dialect == "sqlite":
                     cursor.execute("BEGIN IMMEDIATE")
-                yield SqlTransaction(cursor, self._backend)
+                    yield SqlTransaction(cursor, self._backend)
+                else:
+                    # Pipeline mode: statements whose results nobody reads (the log row,
+                    # the outbox rows) go out with the next query instead of waiting for
+                    # a round trip each; errors still surface before the commit.
+                    with conn.pipeline():
+                        yield SqlTransaction(cursor, self._backend)
                 conn.commit()
             except BaseException:
                 _rollback(raw)
