@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import FieldError, ValidationError
+
 KINDS = ("received", "delivered", "refunded")
 
 
@@ -40,7 +42,16 @@ def movement(event: str, payload: Mapping[str, Any]) -> Movement | None:
         return None
     units = payload.get("units", 0)
     if not isinstance(units, int) or isinstance(units, bool) or units < 0:
-        raise ValueError(f"payload 'units' of {event} must be a non-negative integer")
+        raise ValidationError(
+            [
+                FieldError(
+                    "payload.units",
+                    "invalid_units",
+                    f"'units' of {event} must be a non-negative integer in base units, "
+                    f"not {units!r}",
+                )
+            ]
+        )
     tx_hash = payload.get("txHash")
     return Movement(kind, units, tx_hash if isinstance(tx_hash, str) else None)
 

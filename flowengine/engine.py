@@ -52,6 +52,7 @@ from .store import (
 )
 
 CREATED_EVENT = "session.created"
+REVIEW_WEBHOOK = "session.requires_review"
 
 
 @dataclass(frozen=True)
@@ -149,10 +150,12 @@ class Engine:
             created_at=now,
         )
         with self.store.transaction() as tx:
-            self._save_flow_version(tx, flow, now)
+            saved = self._save_flow_version(tx, flow, now)
             tx.insert_session(record)
             tx.append_event(created)
             self._write_requests(tx, record, step.requests, now)
+        if saved:  # only once committed: a rolled-back create must not skip it next time
+            self._saved_versions.add(saved)
         return session_view(record)
 
     def get(self, session_id: str, *, with_history: bool = False) -> Session:
@@ -201,8 +204,9 @@ class Engine:
     def send_many(self, items: Sequence[EventInput]) -> list[SendResult | FlowEngineError]:
         """Apply several events in ONE transaction (group commit).
 
-        A refused event (not allowed, unknown session, idempotency conflict) is returned
-        as its error in place and writes nothing; the others are committed together.
+        A refused event (not allowed, unknown session, idempotency conflict, invalid
+        payload) is returned as its error in place and writes nothing; the others are
+        committed together.
         """
         # Applied in session-id order (stable, so each session's own events keep their
         # order): row locks are then always taken in one order, and two concurrent
@@ -213,7 +217,12 @@ class Engine:
             for index in order:
                 try:
                     results[index] = self.apply(tx, items[index])
-                except (TransitionNotAllowed, SessionNotFound, IdempotencyConflict) as exc:
+                except (
+                    TransitionNotAllowed,
+                    SessionNotFound,
+                    IdempotencyConflict,
+                    ValidationError,
+                ) as exc:
                     results[index] = exc
         return [results[index] for index in range(len(items))]
 
@@ -266,6 +275,43 @@ class Engine:
         self._write_requests(tx, updated, step.requests, now)
         return SendResult(updated, logged)
 
+    def record_unapplied(self, tx: Transaction, item: EventInput, reason: str) -> SendResult:
+        """Log a fact the session's state cannot take, without a transition.
+
+        Money that moved must never vanish because the flow had moved on (an effect
+        that completed after the session left its state, say): the event is logged
+        with its payload, counted in the amounts, and the merchant is told with a
+        ``session.requires_review`` webhook.
+        """
+        record = tx.get_session(item.session_id, for_update=True)
+        if record is None:
+            raise SessionNotFound(item.session_id)
+        prior = self._prior(tx, item)
+        if prior is not None:
+            return SendResult(record, prior, duplicate=True)
+        now = self.clock.now_ms()
+        data = dict(record.data)
+        data["amounts"] = amounts.apply(
+            data.get("amounts", amounts.empty()), item.event, item.payload
+        )
+        updated = replace(record, data=data, updated_at=now, seq=record.seq + 1)
+        logged = EventRecord(
+            session_id=record.session_id,
+            seq=updated.seq,
+            event_id=item.event_id or f"auto:{uuid.uuid4().hex}",
+            event=item.event,
+            source=record.state,
+            target=record.state,
+            payload=dict(item.payload),
+            created_at=now,
+            external_ref=item.external_ref,
+            meta={**item.meta, "applied": False, "reason": reason},
+        )
+        tx.append_event(logged)
+        tx.update_session(updated)
+        self._write_requests(tx, updated, [WebhookRequest(REVIEW_WEBHOOK, record.state)], now)
+        return SendResult(updated, logged)
+
     # -- internals --------------------------------------------------------------------
 
     def _prior(self, tx: Transaction, item: EventInput) -> EventRecord | None:
@@ -280,7 +326,14 @@ class Engine:
                     )
                 return prior
         if item.external_ref is not None:
-            return tx.find_event_by_ref(item.session_id, item.external_ref)
+            prior = tx.find_event_by_ref(item.session_id, item.external_ref)
+            if prior is not None and prior.event != item.event:
+                raise IdempotencyConflict(
+                    f"external ref {item.external_ref!r} of session {item.session_id} already "
+                    f"reported '{prior.event}', not '{item.event}'; a different fact needs "
+                    "its own reference"
+                )
+            return prior
         return None
 
     def _flow_for(self, tx: Transaction, record: SessionRecord) -> CompiledFlow:
@@ -297,15 +350,16 @@ class Engine:
             )
         return self.flows.load_version(stored.content_hash, stored.text, stored.name)
 
-    def _save_flow_version(self, tx: Transaction, flow: CompiledFlow, now: int) -> None:
+    def _save_flow_version(self, tx: Transaction, flow: CompiledFlow, now: int) -> str | None:
+        """Store the flow version (insert if absent) unless this engine already did."""
         spec = flow.spec
         if spec.content_hash in self._saved_versions:
-            return
+            return None
         text = spec.source.text if spec.source else ""
         tx.save_flow_version(
             FlowVersionRecord(spec.name, spec.version, spec.content_hash, text, now)
         )
-        self._saved_versions.add(spec.content_hash)
+        return spec.content_hash
 
     def _write_requests(
         self, tx: Transaction, record: SessionRecord, requests: Sequence[Request], now: int
@@ -323,7 +377,7 @@ class Engine:
                         key=key,
                         session_id=record.session_id,
                         effect=request.effect,
-                        state=request.state,
+                        state=record.state,  # where the session waits for the outcome
                         seq=record.seq,
                         status="pending",
                         attempts=0,

@@ -20,8 +20,10 @@ from typing import Any, Literal, Protocol
 
 JSON = Mapping[str, Any]
 
-EffectStatus = Literal["pending", "running", "done", "failed"]
-TimerStatus = Literal["pending", "fired", "cancelled"]
+EffectStatus = Literal["pending", "running", "done", "failed", "cancelled", "review"]
+"""``cancelled``: the session left the state that asked for it before it ran (not
+performed). ``review``: its outcome could not be applied; a person must look."""
+TimerStatus = Literal["pending", "fired", "cancelled", "failed"]
 WebhookStatus = Literal["pending", "sent", "failed"]
 
 

@@ -2,17 +2,27 @@
 
 1. Claim runnable effects in a short transaction (status ``running``, a lease, one more
    attempt). A worker that dies leaves the lease to expire; the next runner reclaims.
-2. Outside any transaction, call the adapter. When an earlier attempt may have run
+2. Just before performing each one, check in a transaction that this runner still
+   holds the claim (and extend its lease), and that the session still waits in the
+   state that asked for the effect (same state, same entry): an effect for a session
+   that has moved on (a reorg, an override) is cancelled, never performed.
+3. Outside any transaction, call the adapter. When an earlier attempt may have run
    (this is not the first attempt), ask ``status_of(key)`` first and perform only when
    the adapter has never seen the key: that is what makes delivery at most once.
-3. In one transaction: record the attempt, apply the outcome event
-   (``<effect>.done`` for ``ok``, ``<effect>.failed``) with an event id derived from
-   the key (so a duplicate feed is a no-op), and close the outbox row. ``pending`` and
-   ``unknown`` outcomes schedule another look with exponential backoff and a cap.
+4. In one transaction: record the attempt, apply the outcome event (``<effect>.done``
+   for ``ok``, ``<effect>.failed``) with an event id derived from the key (so a
+   duplicate feed is a no-op), and close the outbox row. An outcome the session's
+   state no longer accepts is still logged, counted and reported for review: money
+   that moved never disappears. ``pending`` and ``unknown`` outcomes schedule another
+   look with exponential backoff and a cap.
+
+An error in one effect (a bug, a malformed adapter answer) parks that effect in
+``review`` and the runner goes on with the others.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Mapping
@@ -20,9 +30,11 @@ from dataclasses import dataclass, replace
 
 from ..adapters.base import EffectAdapter, EffectCall, EffectResult
 from ..engine import Engine, EventInput
-from ..errors import TransitionNotAllowed
+from ..errors import StoreError, TransitionNotAllowed
 from ..store import EffectAttempt, EffectRecord
 from .loop import run_until
+
+log = logging.getLogger("flowengine.workers.effects")
 
 OUTCOME_EVENTS = {"ok": "done", "failed": "failed"}
 
@@ -57,30 +69,62 @@ class EffectRunner:
         self.retry = retry or RetryPolicy()
 
     def run_once(self) -> int:
-        """Claim and run a batch of effects; return how many were attempted."""
+        """Claim and run a batch of effects; return how many were claimed."""
         now = self.engine.clock.now_ms()
         with self.engine.store.transaction() as tx:
             claimed = tx.claim_effects(now, self.batch, self.worker_id, self.lease_ms)
-            calls = []
-            for effect in claimed:
-                record = tx.get_session(effect.session_id)
-                data = record.data if record is not None else {}
-                calls.append(
-                    (
-                        effect,
-                        EffectCall(
-                            effect.key, effect.effect, effect.session_id, data, effect.attempts
-                        ),
-                    )
-                )
-        for effect, call in calls:
-            started = self.engine.clock.now_ms()
-            result = self._attempt(effect, call)
-            self._finish(effect, result, started)
-        return len(calls)
+        for effect in claimed:
+            try:
+                self._run(effect)
+            except StoreError:
+                raise
+            except Exception as exc:  # one broken effect must not stop the others
+                log.exception("effect %s could not be completed", effect.key)
+                self._park(effect, f"{type(exc).__name__}: {exc}")
+        return len(claimed)
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.2) -> None:
         run_until(stop, self.run_once, idle_seconds)
+
+    def _run(self, effect: EffectRecord) -> None:
+        call = self._confirm(effect)
+        if call is None:
+            return
+        started = self.engine.clock.now_ms()
+        result = self._attempt(effect, call)
+        self._finish(effect, result, started)
+
+    def _confirm(self, effect: EffectRecord) -> EffectCall | None:
+        """Re-check the claim and the session just before acting; extend the lease."""
+        now = self.engine.clock.now_ms()
+        with self.engine.store.transaction() as tx:
+            current = tx.get_effect(effect.key)
+            if not self._still_mine(current, effect):
+                return None
+            assert current is not None
+            record = tx.get_session(effect.session_id)
+            if record is None or (record.state, record.entered_seq) != (effect.state, effect.seq):
+                tx.update_effect(
+                    replace(
+                        current,
+                        status="cancelled",
+                        lease_until=None,
+                        last_error="the session left the state that requested it",
+                    )
+                )
+                return None
+            tx.update_effect(replace(current, lease_until=now + self.lease_ms))
+            return EffectCall(
+                effect.key, effect.effect, effect.session_id, record.data, effect.attempts
+            )
+
+    def _still_mine(self, current: EffectRecord | None, claimed: EffectRecord) -> bool:
+        return (
+            current is not None
+            and current.status == "running"
+            and current.claimed_by == self.worker_id
+            and current.attempts == claimed.attempts
+        )
 
     def _attempt(self, effect: EffectRecord, call: EffectCall) -> EffectResult:
         adapter = self.adapters.get(effect.effect)
@@ -104,8 +148,9 @@ class EffectRunner:
                 )
             )
             current = tx.get_effect(effect.key)
-            if current is None or current.status in ("done", "failed"):
-                return
+            if not self._still_mine(current, effect):
+                return  # another runner took over after our lease ran out: its result wins
+            assert current is not None
             suffix = OUTCOME_EVENTS.get(result.outcome)
             if suffix is None:
                 tx.update_effect(
@@ -130,7 +175,8 @@ class EffectRunner:
             try:
                 self.engine.apply(tx, item)
             except TransitionNotAllowed as exc:
-                note = f"outcome not accepted: {exc}"
+                note = f"outcome logged but not applied: {exc}"
+                self.engine.record_unapplied(tx, item, note)
             tx.update_effect(
                 replace(
                     current,
@@ -139,3 +185,12 @@ class EffectRunner:
                     last_error=note or (result.detail or None),
                 )
             )
+
+    def _park(self, effect: EffectRecord, reason: str) -> None:
+        """Mark an effect whose outcome could not be handled for a person to look at."""
+        with self.engine.store.transaction() as tx:
+            current = tx.get_effect(effect.key)
+            if current is not None and current.status in ("running", "pending"):
+                tx.update_effect(
+                    replace(current, status="review", lease_until=None, last_error=reason)
+                )

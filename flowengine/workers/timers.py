@@ -10,11 +10,15 @@ it (its ``entered_seq`` no longer matches) is marked cancelled instead.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from ..engine import Engine, EventInput
-from ..errors import TransitionNotAllowed
+from ..errors import StoreError, TransitionNotAllowed
+from ..store import Transaction
 from .loop import run_until
+
+log = logging.getLogger("flowengine.workers.timers")
 
 
 class TimerWorker:
@@ -23,35 +27,73 @@ class TimerWorker:
         self.batch = batch
 
     def run_once(self) -> int:
-        """Fire every timer due now (up to ``batch``); return how many fired."""
+        """Fire every timer due now (up to ``batch``); return how many fired.
+
+        The batch shares one transaction. If one timer cannot be fired (a bug, a flow
+        version nobody can load), the batch is rolled back and retried one timer per
+        transaction, so the broken timer is marked ``failed`` and the others still fire.
+        """
         now = self.engine.clock.now_ms()
+        try:
+            with self.engine.store.transaction() as tx:
+                return self._fire_due(tx, now, self.batch)
+        except StoreError:
+            raise
+        except Exception:
+            log.exception("a timer failed; firing this batch one by one")
         fired = 0
-        with self.engine.store.transaction() as tx:
-            for timer in tx.claim_due_timers(now, self.batch):
-                record = tx.get_session(timer.session_id, for_update=True)
-                current = (
-                    record is not None
-                    and record.state == timer.state
-                    and record.entered_seq == timer.entered_seq
-                )
-                if not current:
-                    tx.finish_timer(timer.timer_id, "cancelled")
-                    continue
-                item = EventInput(
-                    timer.session_id,
-                    timer.event,
-                    {},
-                    event_id=f"timer:{timer.timer_id}",
-                    meta={"timer": timer.timer_id, "due_at": timer.due_at},
-                )
-                try:
-                    self.engine.apply(tx, item)
-                except TransitionNotAllowed:
-                    tx.finish_timer(timer.timer_id, "cancelled")
-                    continue
-                tx.finish_timer(timer.timer_id, "fired")
-                fired += 1
+        for _ in range(self.batch):
+            try:
+                with self.engine.store.transaction() as tx:
+                    count = self._fire_due(tx, now, 1)
+            except StoreError:
+                raise
+            except Exception as exc:
+                self._mark_failed(now, exc)
+                continue
+            if count == 0 and not self._any_due(now):
+                break
+            fired += count
         return fired
+
+    def _fire_due(self, tx: Transaction, now: int, limit: int) -> int:
+        fired = 0
+        for timer in tx.claim_due_timers(now, limit):
+            record = tx.get_session(timer.session_id, for_update=True)
+            current = (
+                record is not None
+                and record.state == timer.state
+                and record.entered_seq == timer.entered_seq
+            )
+            if not current:
+                tx.finish_timer(timer.timer_id, "cancelled")
+                continue
+            item = EventInput(
+                timer.session_id,
+                timer.event,
+                {},
+                event_id=f"timer:{timer.timer_id}",
+                meta={"timer": timer.timer_id, "due_at": timer.due_at},
+            )
+            try:
+                self.engine.apply(tx, item)
+            except TransitionNotAllowed:
+                tx.finish_timer(timer.timer_id, "cancelled")
+                continue
+            tx.finish_timer(timer.timer_id, "fired")
+            fired += 1
+        return fired
+
+    def _any_due(self, now: int) -> bool:
+        with self.engine.store.transaction() as tx:
+            return bool(tx.claim_due_timers(now, 1))
+
+    def _mark_failed(self, now: int, exc: Exception) -> None:
+        """The earliest due timer is the one that failed: park it as ``failed``."""
+        log.error("timer could not fire: %s: %s", type(exc).__name__, exc)
+        with self.engine.store.transaction() as tx:
+            for timer in tx.claim_due_timers(now, 1):
+                tx.finish_timer(timer.timer_id, "failed")
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
         run_until(stop, self.run_once, idle_seconds)

@@ -11,6 +11,7 @@ from flowengine.engine import Engine, EventInput
 from flowengine.errors import (
     IdempotencyConflict,
     SessionNotFound,
+    StoreError,
     TransitionNotAllowed,
     ValidationError,
 )
@@ -177,3 +178,36 @@ def test_a_session_keeps_running_its_flow_version_after_flows_change(
     restarted = Engine(FlowRegistry([load_flow("counter.yaml", text=v2_text)]), store_url, clock)
     # v2 has no 'close', but this session was created on v1 and keeps running it
     assert restarted.send(sid, "close").state == "closed"
+
+
+def test_a_different_fact_under_an_old_external_ref_is_a_conflict(engine: Engine) -> None:
+    session = engine.create_session(create_request())
+    ref = "8453:0xabc:3"
+    engine.send(session.session_id, "payment_detected", PAYMENT, external_ref=ref)
+    with pytest.raises(IdempotencyConflict, match="payment_detected"):
+        engine.send(session.session_id, "evm.deliver.failed", external_ref=ref)
+
+
+def test_a_malformed_amount_is_refused_without_stopping_the_batch(engine: Engine) -> None:
+    ids = [engine.create_session(create_request()).session_id for _ in range(3)]
+    items = [EventInput(sid, "payment_detected", PAYMENT) for sid in ids]
+    items[1] = EventInput(ids[1], "payment_detected", {"units": "25000000"})
+    results = engine.send_many(items)
+    assert isinstance(results[1], ValidationError)
+    assert results[1].errors[0].param == "payload.units"
+    assert [engine.get(sid).status for sid in ids] == ["paid", "created", "paid"]
+
+
+def test_a_create_that_rolled_back_does_not_stop_the_flow_version_being_saved(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lost_connection(*args: object) -> None:
+        raise StoreError("connection lost mid-transaction")
+
+    monkeypatch.setattr(engine, "_write_requests", lost_connection)  # fails inside the tx
+    with pytest.raises(StoreError):
+        engine.create_session(create_request())
+    monkeypatch.undo()
+    flow_hash = engine.record(engine.create_session(create_request()).session_id).flow_hash
+    with engine.store.transaction() as tx:
+        assert tx.get_flow_version(flow_hash) is not None

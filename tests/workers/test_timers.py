@@ -6,7 +6,11 @@ import threading
 
 from flowengine.clock import ManualClock
 from flowengine.engine import Engine
+from flowengine.flows import FlowRegistry
+from flowengine.registry import Registry
+from flowengine.spec import load_flow
 from flowengine.workers import TimerWorker
+from tests.conftest import FLOWS
 from tests.factories import create_request
 
 PAYMENT = {"units": 25_000_000, "txHash": "0x" + "cd" * 32}
@@ -63,3 +67,40 @@ def test_competing_workers_fire_each_timer_exactly_once(engine: Engine, clock: M
     assert sum(fired) == 30
     for sid in ids:
         assert [e.event for e in engine.history(sid)] == ["session.created", "expire"]
+
+
+def test_a_timer_that_cannot_fire_is_parked_and_the_others_still_fire(
+    store_url: str, clock: ManualClock
+) -> None:
+    registry = Registry.default()
+
+    def broken(ctx: object) -> bool:
+        raise RuntimeError("a guard with a bug")
+
+    registry.add_guard("broken", broken)
+    fragile = load_flow(
+        "fragile.yaml",
+        registry=registry,
+        text="""
+flowengine: 1
+name: fragile
+version: 1
+states:
+  waiting: {initial: true, timers: [{after: 1m, event: give_up}]}
+  gone: {final: true}
+transitions:
+  - {event: give_up, from: waiting, to: gone, guards: broken}
+""",
+    )
+    flows = FlowRegistry.from_directory(FLOWS, registry)
+    flows.add(fragile)
+    engine = Engine(flows, store_url, clock)
+    doomed = engine.create_session(create_request(flow="fragile")).session_id
+    healthy = engine.create_session(create_request(expiresIn=120)).session_id
+    clock.advance(121)
+    assert TimerWorker(engine).run_once() == 1
+    assert engine.get(healthy).status == "expired"
+    assert engine.get(doomed).status == "waiting"
+    with engine.store.transaction() as tx:
+        assert [t.status for t in tx.timers(doomed)] == ["failed"]
+    engine.store.close()
