@@ -15,7 +15,7 @@ import threading
 
 from ..engine import Engine, EventInput
 from ..errors import StoreError, TransitionNotAllowed
-from ..store import Transaction
+from ..store import TimerRecord, Transaction
 from .loop import run_until
 
 log = logging.getLogger("flowengine.workers.timers")
@@ -43,22 +43,29 @@ class TimerWorker:
             log.exception("a timer failed; firing this batch one by one")
         fired = 0
         for _ in range(self.batch):
+            attempted: list[TimerRecord] = []
             try:
                 with self.engine.store.transaction() as tx:
-                    count = self._fire_due(tx, now, 1)
+                    count = self._fire_due(tx, now, 1, attempted)
             except StoreError:
                 raise
             except Exception as exc:
-                self._mark_failed(now, exc)
+                if not attempted:
+                    raise  # it failed before reaching any timer: nothing to park
+                self._mark_failed(attempted[-1], exc)
                 continue
             if count == 0 and not self._any_due(now):
                 break
             fired += count
         return fired
 
-    def _fire_due(self, tx: Transaction, now: int, limit: int) -> int:
+    def _fire_due(
+        self, tx: Transaction, now: int, limit: int, attempted: list[TimerRecord] | None = None
+    ) -> int:
         fired = 0
         for timer in tx.claim_due_timers(now, limit):
+            if attempted is not None:
+                attempted.append(timer)
             record = tx.get_session(timer.session_id, for_update=True)
             current = (
                 record is not None
@@ -88,12 +95,15 @@ class TimerWorker:
         with self.engine.store.transaction() as tx:
             return bool(tx.claim_due_timers(now, 1))
 
-    def _mark_failed(self, now: int, exc: Exception) -> None:
-        """The earliest due timer is the one that failed: park it as ``failed``."""
-        log.error("timer could not fire: %s: %s", type(exc).__name__, exc)
+    def _mark_failed(self, timer: TimerRecord, exc: Exception) -> None:
+        """Park the timer that raised as ``failed`` (unless another worker got to it)."""
+        log.error("timer %s could not fire: %s: %s", timer.timer_id, type(exc).__name__, exc)
         with self.engine.store.transaction() as tx:
-            for timer in tx.claim_due_timers(now, 1):
-                tx.finish_timer(timer.timer_id, "failed")
+            if tx.get_session(timer.session_id, for_update=True) is None:
+                return
+            for row in tx.timers(timer.session_id):
+                if row.timer_id == timer.timer_id and row.status == "pending":
+                    tx.finish_timer(timer.timer_id, "failed")
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
         run_until(stop, self.run_once, idle_seconds)
