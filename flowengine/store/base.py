@@ -121,11 +121,17 @@ class WebhookRecord:
 
 @dataclass(frozen=True)
 class FlowVersionRecord:
+    """A flow version a store has run sessions on (or had deployed), with its text."""
+
     name: str
     version: str
     content_hash: str
     text: str
     created_at: int
+    deployed_at: int | None = None
+    """When ``flowengine flows deploy`` registered it (after its replay check passed)."""
+    deploy_note: str = ""
+    """Why it was deployed with ``--force`` despite a failed check, if it was."""
 
 
 class Transaction(Protocol):
@@ -192,6 +198,18 @@ class Transaction(Protocol):
         """Insert if absent (by content hash)."""
 
     def get_flow_version(self, content_hash: str) -> FlowVersionRecord | None: ...
+
+    def flow_versions(self, name: str) -> list[FlowVersionRecord]:
+        """Every stored version of the flow ``name``, oldest first."""
+
+    def mark_deployed(self, content_hash: str, at: int, note: str) -> None: ...
+
+    # reading across sessions (diff, replay, diagrams with traffic)
+    def sessions_of_flow(self, flow_name: str) -> list[SessionRecord]:
+        """Every session of the flow ``name`` (any version), oldest first."""
+
+    def events_of_flow(self, flow_name: str) -> list[EventRecord]:
+        """The logs of every session of ``flow_name``, by session then sequence."""
 
 
 class Store(Protocol):

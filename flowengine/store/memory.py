@@ -239,3 +239,20 @@ class MemoryTransaction:
 
     def get_flow_version(self, content_hash: str) -> FlowVersionRecord | None:
         return self.s.flow_versions.get(content_hash)
+
+    def flow_versions(self, name: str) -> list[FlowVersionRecord]:
+        found = [r for r in self.s.flow_versions.values() if r.name == name]
+        return sorted(found, key=lambda r: r.created_at)
+
+    def mark_deployed(self, content_hash: str, at: int, note: str) -> None:
+        old = self.s.flow_versions[content_hash]
+        self.s.flow_versions[content_hash] = replace(old, deployed_at=at, deploy_note=note)
+        self._undo.append(partial(self.s.flow_versions.__setitem__, content_hash, old))
+
+    def sessions_of_flow(self, flow_name: str) -> list[SessionRecord]:
+        found = [r for r in self.s.sessions.values() if r.flow_name == flow_name]
+        return sorted(found, key=lambda r: (r.created_at, r.session_id))
+
+    def events_of_flow(self, flow_name: str) -> list[EventRecord]:
+        ids = sorted(r.session_id for r in self.s.sessions.values() if r.flow_name == flow_name)
+        return [event for sid in ids for event in self.s.log.get(sid, ())]

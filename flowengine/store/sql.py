@@ -236,6 +236,31 @@ _STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
         ),
         None,
     ),
+    "flow_versions": (
+        select(*[_FV.c[n] for n in _FLOW_FIELDS])
+        .where(_FV.c.name == bindparam("name"))
+        .order_by(_FV.c.created_at, _FV.c.content_hash),
+        None,
+    ),
+    "mark_deployed": (
+        update(_FV)
+        .where(_FV.c.content_hash == bindparam("_content_hash"))
+        .returning(_FV.c.content_hash),
+        ["deployed_at", "deploy_note"],
+    ),
+    "sessions_of_flow": (
+        select(*[_S.c[n] for n in _SESSION_FIELDS])
+        .where(_S.c.flow_name == bindparam("flow_name"))
+        .order_by(_S.c.created_at, _S.c.session_id),
+        None,
+    ),
+    "events_of_flow": (
+        select(*[_EV.c[n] for n in _EVENT_FIELDS])
+        .join(_S, _S.c.session_id == _EV.c.session_id)
+        .where(_S.c.flow_name == bindparam("flow_name"))
+        .order_by(_EV.c.session_id, _EV.c.seq),
+        None,
+    ),
 }
 # Insert-if-absent must not fail when two processes save the same version at once:
 # the one statement spelled per dialect (both spell it ON CONFLICT DO NOTHING).
@@ -271,6 +296,10 @@ class _Sql:
     insert_webhook: str
     webhooks: str
     get_flow: str
+    flow_versions: str
+    mark_deployed: str
+    sessions_of_flow: str
+    events_of_flow: str
     save_flow: str
 
 
@@ -517,12 +546,30 @@ class SqlTransaction:
             "content_hash": record.content_hash,
             "text": record.text,
             "created_at": record.created_at,
+            "deployed_at": record.deployed_at,
+            "deploy_note": record.deploy_note,
         }
         self._exec(self._sql.save_flow, params, f"flow {record.name} not saved")
 
     def get_flow_version(self, content_hash: str) -> FlowVersionRecord | None:
         row = self._one(self._sql.get_flow, {"content_hash": content_hash})
         return None if row is None else FlowVersionRecord(*row)
+
+    def flow_versions(self, name: str) -> list[FlowVersionRecord]:
+        return [FlowVersionRecord(*r) for r in self._all(self._sql.flow_versions, {"name": name})]
+
+    def mark_deployed(self, content_hash: str, at: int, note: str) -> None:
+        params = {"_content_hash": content_hash, "deployed_at": at, "deploy_note": note}
+        if self._one(self._sql.mark_deployed, params) is None:
+            raise KeyError(content_hash)
+
+    def sessions_of_flow(self, flow_name: str) -> list[SessionRecord]:
+        rows = self._all(self._sql.sessions_of_flow, {"flow_name": flow_name})
+        return [self._session(r) for r in rows]
+
+    def events_of_flow(self, flow_name: str) -> list[EventRecord]:
+        rows = self._all(self._sql.events_of_flow, {"flow_name": flow_name})
+        return [self._event(r) for r in rows]
 
 
 def _identity(value: Any) -> Any:

@@ -59,6 +59,7 @@ sessions = Table(
     Column("expires_at", Millis, nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("entered_seq", BigInteger, nullable=False),
+    Index("ix_sessions_flow_name_created_at", "flow_name", "created_at"),
 )
 
 events = Table(
@@ -157,4 +158,6 @@ flow_versions = Table(
     Column("version", String, nullable=False),
     Column("text", Text, nullable=False),
     Column("created_at", Millis, nullable=False),
+    Column("deployed_at", Millis, nullable=True),
+    Column("deploy_note", Text, nullable=False, server_default=""),
 )

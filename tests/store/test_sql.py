@@ -12,13 +12,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from flowengine.errors import StoreConflict, StoreError
 from flowengine.store import EffectRecord, SessionRecord, open_store
-from flowengine.store.sql import SqlStore
+from flowengine.store.sql import SqlStore, alembic_config
 from flowengine.store.tables import metadata
 
 MakeStoreUrl = Callable[..., str]
@@ -59,7 +60,7 @@ def test_a_sqlite_file_keeps_its_data_across_reopening(make_store_url: MakeStore
     with again.transaction() as tx:
         assert tx.get_session("s1") == session()
     with again.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0001",)]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0002",)]
     again.close()
 
 
@@ -315,3 +316,41 @@ def test_a_database_failure_inside_a_transaction_is_a_store_error(
     release.set()
     thread.join(10)
     store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_store_made_by_an_older_release_is_migrated_on_open(
+    kind: str, make_store_url: MakeStoreUrl
+) -> None:
+    url = make_store_url(kind)
+    base, _, query = url.partition("?")
+    schema = query.removeprefix("schema=") or None
+    raw = create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
+    with raw.connect() as conn:  # build the database as release 0001 left it
+        if schema:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+            conn.exec_driver_sql(f'SET search_path TO "{schema}"')
+        command.upgrade(alembic_config(conn, schema), "0001")
+        conn.execute(
+            text(
+                "INSERT INTO flow_versions (content_hash, name, version, text, created_at) "
+                "VALUES ('h1', 'deposit', '1', 'flowengine: 1', 5)"
+            )
+        )
+        conn.commit()
+    raw.dispose()
+
+    store = SqlStore(url)  # opening migrates to the newest revision
+    try:
+        with store.transaction() as tx:
+            (version,) = tx.flow_versions("deposit")
+            assert (version.content_hash, version.deployed_at, version.deploy_note) == (
+                "h1",
+                None,
+                "",
+            )
+            tx.mark_deployed("h1", 7, "")
+        with store.transaction() as tx:
+            assert tx.flow_versions("deposit")[0].deployed_at == 7
+    finally:
+        store.close()

@@ -474,3 +474,37 @@ def test_a_flow_version_is_saved_once_by_content_hash(store: Store) -> None:
         tx.save_flow_version(replace(v1, version="1b", created_at=30))
         assert tx.get_flow_version("h1") == v1
         assert tx.get_flow_version("h2") is None
+
+
+def test_versions_of_a_flow_are_listed_oldest_first_and_can_be_marked_deployed(
+    store: Store,
+) -> None:
+    with store.transaction() as tx:
+        tx.save_flow_version(FlowVersionRecord("deposit", "2", "h2", "v2", 20))
+        tx.save_flow_version(FlowVersionRecord("deposit", "1", "h1", "v1", 10))
+        tx.save_flow_version(FlowVersionRecord("other", "1", "o1", "o", 5))
+        tx.mark_deployed("h2", 99, "forced: hotfix")
+    with store.transaction() as tx:
+        found = tx.flow_versions("deposit")
+    assert [(v.version, v.deployed_at, v.deploy_note) for v in found] == [
+        ("1", None, ""),
+        ("2", 99, "forced: hotfix"),
+    ]
+
+
+def test_sessions_and_logs_of_one_flow_are_read_together(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert_session(session("b", created_at=2_000))
+        tx.insert_session(session("a", created_at=1_000))
+        tx.insert_session(session("z", flow_name="other"))
+        for sid in ("a", "b", "z"):
+            tx.append_event(event(1, session_id=sid))
+            tx.append_event(event(2, session_id=sid))
+    with store.transaction() as tx:
+        assert [s.session_id for s in tx.sessions_of_flow("deposit")] == ["a", "b"]
+        assert [(e.session_id, e.seq) for e in tx.events_of_flow("deposit")] == [
+            ("a", 1),
+            ("a", 2),
+            ("b", 1),
+            ("b", 2),
+        ]
