@@ -158,6 +158,10 @@ class CompiledFlow:
         context.requests = []
         return machine, context
 
+    def entry_requests(self, state: str) -> tuple[Request, ...]:
+        """What entering ``state`` requests (its effect, timers and webhooks)."""
+        return self._entry_requests[state]
+
     def accepted_events(self, state: str) -> tuple[str, ...]:
         """Events with a transition out of ``state`` (before guards are evaluated)."""
         return self._accepted.get(state, ())

@@ -26,6 +26,7 @@ from .compiler import CompiledFlow, EffectRequest, Request, TimerRequest, Webhoo
 from .errors import (
     FieldError,
     FlowEngineError,
+    FlowVersionConflict,
     IdempotencyConflict,
     SessionNotFound,
     TransitionNotAllowed,
@@ -52,6 +53,7 @@ from .store import (
 )
 
 CREATED_EVENT = "session.created"
+MIGRATED_EVENT = "flow.migrated"
 REVIEW_WEBHOOK = "session.requires_review"
 
 
@@ -236,6 +238,7 @@ class Engine:
         if prior is not None:
             return SendResult(record, prior, duplicate=True)
         flow = self._flow_for(tx, record)
+        record, flow = self._migrate_if_declared(tx, record, flow, item)
         try:
             step = flow.send(record.state, item.event, item.payload, session=record.data)
         except TransitionNotAllowed as exc:
@@ -314,6 +317,68 @@ class Engine:
 
     # -- internals --------------------------------------------------------------------
 
+    def _migrate_if_declared(
+        self, tx: Transaction, record: SessionRecord, flow: CompiledFlow, item: EventInput
+    ) -> tuple[SessionRecord, CompiledFlow]:
+        """Move a session to the current version of its flow when that version says so.
+
+        The current version's ``upgrade.migrate`` must cover the session's version and
+        map its state; otherwise the session stays pinned to its own version. The move
+        is logged as a ``flow.migrated`` row in this same transaction, so it commits or
+        rolls back with the event that triggered it (an event the new version refuses
+        leaves the session on its old version). A migration does not re-enter the
+        state: no effect is requested again (one in flight carries over), only the new
+        state's timers are scheduled afresh.
+        """
+        current = self.flows.find(record.flow_name)
+        if current is None or current.spec.content_hash == record.flow_hash:
+            return record, flow
+        upgrade = current.spec.upgrade
+        if isinstance(upgrade, str) or not upgrade.covers(record.flow_version):
+            return record, flow
+        target = upgrade.migrate.get(record.state)
+        if target is None or flow.is_final(record.state) or current.is_final(target):
+            return record, flow
+        now = self.clock.now_ms()
+        seq = record.seq + 1
+        migrated = replace(
+            record,
+            flow_version=current.spec.version,
+            flow_hash=current.spec.content_hash,
+            state=target,
+            status=current.status_of(target),
+            updated_at=now,
+            seq=seq,
+            entered_seq=seq,
+        )
+        self._save_flow_version(tx, current, now)  # rare: no cache, so a rollback is harmless
+        tx.append_event(
+            EventRecord(
+                session_id=record.session_id,
+                seq=seq,
+                event_id=f"migrate:{record.flow_hash[:16]}:{current.spec.content_hash[:16]}",
+                event=MIGRATED_EVENT,
+                source=record.state,
+                target=target,
+                created_at=now,
+                meta={
+                    "from_version": record.flow_version,
+                    "to_version": current.spec.version,
+                    "from_hash": record.flow_hash,
+                    "to_hash": current.spec.content_hash,
+                    "trigger": item.event,
+                },
+            )
+        )
+        tx.update_session(migrated)
+        for effect in tx.effects(record.session_id):
+            in_flight = effect.status in ("pending", "running")
+            if in_flight and (effect.state, effect.seq) == (record.state, record.entered_seq):
+                tx.update_effect(replace(effect, state=target, seq=seq))
+        timers = [r for r in current.entry_requests(target) if isinstance(r, TimerRequest)]
+        self._write_requests(tx, migrated, timers, now)
+        return migrated, current
+
     def _prior(self, tx: Transaction, item: EventInput) -> EventRecord | None:
         """The earlier log row for this same event, if it was applied already."""
         if item.event_id is not None:
@@ -355,6 +420,11 @@ class Engine:
         spec = flow.spec
         if spec.content_hash in self._saved_versions:
             return None
+        for known in tx.flow_versions(spec.name):
+            if known.version == spec.version and known.content_hash != spec.content_hash:
+                raise FlowVersionConflict(
+                    spec.name, spec.version, known.content_hash, spec.content_hash
+                )
         text = spec.source.text if spec.source else ""
         tx.save_flow_version(
             FlowVersionRecord(spec.name, spec.version, spec.content_hash, text, now)

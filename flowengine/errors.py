@@ -63,6 +63,17 @@ class TransitionNotAllowed(FlowEngineError):
         )
 
 
+class FlowVersionConflict(FlowEngineError):
+    """Two different flow texts claim the same name and ``version:``."""
+
+    def __init__(self, name: str, version: str, known_hash: str, new_hash: str) -> None:
+        super().__init__(
+            f"flow {name} version {version} has changed (content hash {new_hash[:12]}, "
+            f"but version {version} is {known_hash[:12]}): a changed flow needs a new "
+            "'version:' so sessions already running on the old one keep it"
+        )
+
+
 class SessionNotFound(FlowEngineError):
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .compiler import CompiledFlow, compile_flow
-from .errors import FlowEngineError, FlowValidationError, Problem
+from .errors import FlowEngineError, FlowValidationError, FlowVersionConflict, Problem
 from .registry import Registry, default_registry
 from .spec import FlowSpec, load_flow
 
@@ -50,6 +50,12 @@ class FlowRegistry:
 
     def add(self, spec: FlowSpec) -> CompiledFlow:
         """Make ``spec`` the current version of its flow."""
+        for known in self._by_hash.values():
+            same = (known.spec.name, known.spec.version) == (spec.name, spec.version)
+            if same and known.spec.content_hash != spec.content_hash:
+                raise FlowVersionConflict(
+                    spec.name, spec.version, known.spec.content_hash, spec.content_hash
+                )
         compiled = compile_flow(spec, self.registry)
         self._current[spec.name] = compiled
         self._by_hash[spec.content_hash] = compiled
@@ -60,6 +66,10 @@ class FlowRegistry:
             return self._current[name]
         except KeyError:
             raise UnknownFlow(name, self._current) from None
+
+    def find(self, name: str) -> CompiledFlow | None:
+        """The current version of ``name``, or None when this registry has no such flow."""
+        return self._current.get(name)
 
     def by_hash(self, content_hash: str) -> CompiledFlow | None:
         return self._by_hash.get(content_hash)

@@ -1,7 +1,16 @@
 """The flow language: models, loading with positions, static checks."""
 
+from .checks import check_upgrade
 from .loader import load_flow
-from .models import Edge, FlowSource, FlowSpec, StateSpec, TimerSpec, TransitionSpec
+from .models import (
+    Edge,
+    FlowSource,
+    FlowSpec,
+    StateSpec,
+    TimerSpec,
+    TransitionSpec,
+    UpgradeSpec,
+)
 
 __all__ = [
     "Edge",
@@ -10,5 +19,7 @@ __all__ = [
     "StateSpec",
     "TimerSpec",
     "TransitionSpec",
+    "UpgradeSpec",
+    "check_upgrade",
     "load_flow",
 ]

@@ -49,6 +49,7 @@ def check_flow(spec: FlowSpec, positions: Positions, registry: Registry) -> list
         _timers,
         _ambiguous_transitions,
         _graph,
+        _upgrade_map,
     )
     return [problem for check in checks for problem in check(spec, positions, registry)]
 
@@ -303,3 +304,70 @@ def _closure(start: str, graph: dict[str, set[str]]) -> set[str]:
                 seen.add(nxt)
                 queue.append(nxt)
     return seen
+
+
+def _upgrade_map(spec: FlowSpec, at: Positions, _: Registry) -> Iterator[Problem]:
+    """The new side of ``upgrade.migrate``: targets exist, are reachable, not itself."""
+    upgrade = spec.upgrade
+    if isinstance(upgrade, str):
+        return
+    if spec.version in upgrade.versions:
+        yield at.problem(
+            ("upgrade", "from"),
+            f"version {spec.version} cannot upgrade from itself",
+            "name the older versions this one takes over, e.g. 'from: 1'",
+        )
+    initial = [name for name, state in spec.states.items() if state.initial]
+    successors: dict[str, set[str]] = defaultdict(set)
+    for edge in spec.edges():
+        successors[edge.source].add(edge.target)
+    reachable = _closure(initial[0], successors) if len(initial) == 1 else set(spec.states)
+    for old, new in upgrade.migrate.items():
+        path = ("upgrade", "migrate", old)
+        if new not in spec.states:
+            yield at.problem(
+                path, f"unknown state '{new}'", did_you_mean(new, spec.states, "states")
+            )
+        elif new not in reachable:
+            yield at.problem(
+                path,
+                f"'{old}' is migrated into '{new}', which this version never reaches",
+                "migrate into a state the flow's transitions lead to",
+            )
+
+
+def check_upgrade(new: FlowSpec, old: FlowSpec) -> list[Problem]:
+    """The old side of ``new.upgrade.migrate`` against version ``old``, located in ``new``.
+
+    Run wherever the older version is known: ``flows check`` and ``flows deploy`` read
+    it from the store, tests pass it directly.
+    """
+    upgrade = new.upgrade
+    if isinstance(upgrade, str) or not upgrade.covers(old.version) or old.name != new.name:
+        return []
+    at = new.source.positions if new.source else Positions(f"<flow {new.name}>")
+    problems: list[Problem] = []
+    for old_state, new_state in upgrade.migrate.items():
+        path = ("upgrade", "migrate", old_state)
+        if old_state not in old.states:
+            problems.append(
+                at.problem(
+                    path,
+                    f"version {old.version} has no state '{old_state}'",
+                    did_you_mean(old_state, old.states, f"states of version {old.version}"),
+                    key=True,
+                )
+            )
+        elif new_state in new.states and old.states[old_state].final != new.states[new_state].final:
+            finished = old.states[old_state].final
+            problems.append(
+                at.problem(
+                    path,
+                    f"'{old_state}' is {'final' if finished else 'not final'} in version "
+                    f"{old.version} but '{new_state}' is {'not final' if finished else 'final'}",
+                    "a finished session cannot be reopened, nor a live one finished by a "
+                    "migration: map final states to final states",
+                    key=True,
+                )
+            )
+    return problems

@@ -63,9 +63,7 @@ def load_flow(
     try:
         spec = FlowSpec.model_validate(data)
     except ValidationError as exc:
-        raise FlowValidationError(
-            _shape_problem(error, positions, data) for error in exc.errors()
-        ) from None
+        raise FlowValidationError(_shape_problems(exc.errors(), positions, data)) from None
     problems = check_flow(spec, positions, registry or default_registry())
     if problems:
         raise FlowValidationError(problems)
@@ -73,8 +71,30 @@ def load_flow(
     return spec
 
 
+def _shape_problems(errors: list[ErrorDetails], at: Positions, data: Any) -> list[Problem]:
+    """One problem per mistake (pydantic reports a bad ``upgrade`` once per union arm)."""
+    problems: list[Problem] = []
+    upgrade = data.get("upgrade")
+    if isinstance(upgrade, str) and upgrade != "pinned":
+        problems.append(
+            at.problem(
+                ("upgrade",),
+                f"unknown upgrade policy '{upgrade}'",
+                did_you_mean(upgrade, ["pinned"], "policies")
+                + " (or a mapping {from: <versions>, migrate: {old_state: new_state}})",
+            )
+        )
+        errors = [e for e in errors if not e["loc"] or e["loc"][0] != "upgrade"]
+    problems.extend(_shape_problem(error, at, data) for error in errors)
+    return problems
+
+
 def _shape_problem(error: ErrorDetails, at: Positions, data: Any) -> Problem:
-    path = tuple(part for part in error["loc"] if isinstance(part, str | int))
+    path = tuple(
+        part
+        for part in error["loc"]
+        if isinstance(part, int) or (isinstance(part, str) and part != "UpgradeSpec")
+    )
     kind = error["type"]
     field = str(path[-1]) if path else ""
     if kind == "missing":

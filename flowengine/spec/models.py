@@ -163,6 +163,28 @@ class TransitionSpec(_Strict):
         return " and ".join(parts)
 
 
+class UpgradeSpec(_Strict):
+    """How sessions started on older versions of this flow move to this one.
+
+    ``from`` names the versions it takes over (``"1"``, ``[1, 2]`` or ``"*"`` for every
+    older one); ``migrate`` maps their states to this version's. A session moves at its
+    next event, and only when its state is mapped: an unmapped state keeps it pinned to
+    its own version until it finishes.
+    """
+
+    versions: Annotated[
+        list[str],
+        BeforeValidator(
+            lambda v: [_text(x) for x in _one_or_many(_text(v))],
+            json_schema_input_type=str | int | list[str | int],
+        ),
+    ] = Field(alias="from", min_length=1)
+    migrate: dict[StateName, StateName] = Field(min_length=1)
+
+    def covers(self, version: str) -> bool:
+        return "*" in self.versions or version in self.versions
+
+
 class FlowSpec(_Strict):
     """A whole flow file."""
 
@@ -178,6 +200,11 @@ class FlowSpec(_Strict):
     description: str = ""
     states: dict[StateName, StateSpec] = Field(min_length=1)
     transitions: list[TransitionSpec] = Field(default_factory=list)
+    upgrade: Literal["pinned"] | UpgradeSpec = Field(
+        default="pinned",
+        description="'pinned' (sessions finish on the version they started with) or "
+        "{from: <versions>, migrate: {old_state: new_state}}",
+    )
 
     @property
     def source(self) -> FlowSource | None:
@@ -186,9 +213,15 @@ class FlowSpec(_Strict):
 
     @cached_property
     def content_hash(self) -> str:
-        """SHA-256 of the flow's canonical form: formatting and comments do not count."""
+        """SHA-256 of the flow's canonical form: formatting and comments do not count.
+
+        Defaults are left out, so a later flowengine that adds an optional key to the
+        language does not change the hash (and so the identity) of existing flows.
+        """
         canonical = json.dumps(
-            self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+            self.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+            sort_keys=True,
+            separators=(",", ":"),
         )
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -1,0 +1,158 @@
+"""Flow versions: sessions keep their version, move only through a declared map.
+
+v1 is the shipped deposit flow. v2 texts are edits of it, as a merchant would make.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flowengine.clock import ManualClock
+from flowengine.engine import Engine
+from flowengine.errors import FlowVersionConflict
+from flowengine.flows import FlowRegistry
+from flowengine.spec import load_flow
+from tests.conftest import FLOWS, ROOT, MakeStoreUrl
+from tests.factories import create_request
+
+V1 = (FLOWS / "deposit.yaml").read_text()
+PAYMENT = {"units": 25_000_000, "txHash": "0x" + "aa" * 32}
+DELIVERED = {"units": 25_000_000, "txHash": "0x" + "bb" * 32}
+
+
+def v2(upgrade: str = "") -> str:
+    """v2 renames 'delivered' to 'confirming' (same role), with an optional upgrade block."""
+    text = V1.replace("version: 1\n", "version: 2\n", 1)
+    text = text.replace("outcomes: {done: delivered,", "outcomes: {done: confirming,")
+    text = text.replace(
+        "  delivered:\n    label: Delivered, confirming", "  confirming:\n    label: Confirming"
+    )
+    return text + upgrade
+
+
+MIGRATE = """
+upgrade:
+  from: 1
+  migrate: {created: created, amount_selected: amount_selected, paid: paid, delivered: confirming}
+"""
+
+
+def engine_with(text: str, store_url: str, clock: ManualClock) -> Engine:
+    return Engine(FlowRegistry([load_flow("flows/deposit.yaml", text=text)]), store_url, clock)
+
+
+def redeployed(engine: Engine, text: str, store_url: str, clock: ManualClock) -> Engine:
+    """The engine after flows/deposit.yaml became ``text``: a restarted process on SQL
+    stores (nothing may be lost in between), the same engine for a memory store."""
+    if store_url.startswith("memory"):
+        engine.flows.add(load_flow("flows/deposit.yaml", text=text))
+        return engine
+    engine.store.close()
+    return engine_with(text, store_url, clock)
+
+
+def test_a_session_stays_on_its_version_when_the_new_one_is_pinned(
+    store_url: str, clock: ManualClock
+) -> None:
+    first = engine_with(V1, store_url, clock)
+    sid = first.create_session(create_request()).session_id
+    first.send(sid, "payment_detected", PAYMENT)
+    second = redeployed(first, v2(), store_url, clock)  # v2 is pinned by default
+    assert second.send(sid, "evm.deliver.done", DELIVERED).state == "delivered"  # v1's name
+    assert second.record(sid).flow_version == "1"
+    new = second.create_session(create_request()).session_id
+    assert second.record(new).flow_version == "2"
+
+
+def test_a_declared_map_moves_a_session_at_its_next_event(
+    store_url: str, clock: ManualClock
+) -> None:
+    first = engine_with(V1, store_url, clock)
+    sid = first.create_session(create_request()).session_id
+    first.send(sid, "payment_detected", PAYMENT)
+    first.send(sid, "evm.deliver.done", DELIVERED)  # in 'delivered' on v1
+    upgraded = redeployed(first, v2(MIGRATE), store_url, clock)
+    done = upgraded.send(sid, "evm.settle.done")
+    assert done.state == "completed"
+    history = upgraded.history(sid)
+    migration = history[-2]
+    assert (migration.event, migration.source, migration.target) == (
+        "flow.migrated",
+        "delivered",
+        "confirming",
+    )
+    assert (migration.meta["from_version"], migration.meta["to_version"]) == ("1", "2")
+    assert upgraded.record(sid).flow_version == "2"
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))
+
+
+def test_an_unmapped_state_keeps_the_session_pinned(store_url: str, clock: ManualClock) -> None:
+    engine = engine_with(V1, store_url, clock)
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    engine.flows.add(load_flow("flows/deposit.yaml", text=v2(MIGRATE.replace(" paid: paid,", ""))))
+    assert engine.send(sid, "evm.deliver.done", DELIVERED).state == "delivered"
+    assert engine.record(sid).flow_version == "1"
+
+
+def test_a_changed_file_under_an_unchanged_version_is_refused(
+    store_url: str, clock: ManualClock
+) -> None:
+    if store_url.startswith("memory"):
+        pytest.skip("two engines share a store only on SQL backends")
+    engine_with(V1, store_url, clock).create_session(create_request())
+    edited = V1.replace("label: Waiting for the payer", "label: Waiting for you")
+    with pytest.raises(FlowVersionConflict, match="needs a new 'version:'"):
+        engine_with(edited, store_url, clock).create_session(create_request())
+    with pytest.raises(FlowVersionConflict):
+        FlowRegistry([load_flow("a.yaml", text=V1), load_flow("b.yaml", text=edited)])
+
+
+SENDER = textwrap.dedent(
+    """
+    import sys
+    from flowengine.engine import Engine
+    from flowengine.flows import FlowRegistry
+
+    store_url, flows_dir, sid, event = sys.argv[1:5]
+    engine = Engine(FlowRegistry.from_directory(flows_dir), store_url)
+    payload = {"units": 25_000_000, "txHash": "0x" + "cc" * 32}
+    print(engine.send(sid, event, payload).state)
+    """
+)
+
+
+@pytest.mark.postgres
+def test_processes_with_different_flows_run_each_session_on_its_own_version(
+    make_store_url: MakeStoreUrl, tmp_path: Path
+) -> None:
+    url = make_store_url("postgres")
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    old_dir.mkdir()
+    new_dir.mkdir()
+    (old_dir / "deposit.yaml").write_text(V1)
+    (new_dir / "deposit.yaml").write_text(v2())
+    on_v1 = Engine(FlowRegistry.from_directory(old_dir), url).create_session(create_request())
+    on_v2 = Engine(FlowRegistry.from_directory(new_dir), url).create_session(create_request())
+
+    def send(flows_dir: Path, sid: str, event: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", SENDER, url, str(flows_dir), sid, event],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    # each process feeds the OTHER version's session: it must still run that version
+    assert send(new_dir, on_v1.session_id, "payment_detected") == "paid"
+    assert send(new_dir, on_v1.session_id, "evm.deliver.done") == "delivered"  # v1 state
+    assert send(old_dir, on_v2.session_id, "payment_detected") == "paid"
+    assert send(old_dir, on_v2.session_id, "evm.deliver.done") == "confirming"  # v2 state
