@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -91,6 +92,31 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--store", required=True, help="store URL, e.g. sqlite:///x.db")
     show.add_argument("--json", action="store_true", help="print the full session as JSON")
     show.set_defaults(run=_sessions_show)
+
+    review = sessions_commands.add_parser(
+        "review", help="sessions waiting for a person (status requires_review), oldest first"
+    )
+    review.add_argument("--store", required=True, help="store URL")
+    review.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
+    review.set_defaults(run=_sessions_review)
+
+    override = sessions_commands.add_parser(
+        "override", help="apply an allowed event by hand, recorded with actor and reason"
+    )
+    override.add_argument("session_id", metavar="ID")
+    override.add_argument("event", metavar="EVENT", nargs="?", help="omit to list the choices")
+    override.add_argument("--reason", default="", help="why (recorded in the log)")
+    override.add_argument("--actor", default=os.environ.get("USER", ""), help="who (default $USER)")
+    override.add_argument("--store", required=True, help="store URL")
+    override.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
+    override.set_defaults(run=_sessions_override)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="recompute every session's amounts from its log; exit 1 on a mismatch"
+    )
+    reconcile.add_argument("--store", required=True, help="store URL")
+    reconcile.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
+    reconcile.set_defaults(run=_reconcile)
     return parser
 
 
@@ -149,6 +175,62 @@ def _diagram(args: argparse.Namespace) -> int:
     else:
         sys.stdout.buffer.write(data)
     return 0
+
+
+def _engine_for(args: argparse.Namespace) -> Any:
+    from .engine import Engine
+    from .flows import FlowRegistry
+
+    return Engine(FlowRegistry.from_directory(args.flows), args.store)
+
+
+def _sessions_review(args: argparse.Namespace) -> int:
+    engine = _engine_for(args)
+    try:
+        waiting = engine.review_queue()
+    finally:
+        engine.store.close()
+    for record in waiting:
+        since = datetime.fromtimestamp(record.updated_at / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+        print(
+            f"{record.session_id}  {record.flow_name} v{record.flow_version}  "
+            f"{record.state}  since {since}"
+        )
+    print(f"{len(waiting)} session{'s' if len(waiting) != 1 else ''} waiting for review")
+    return 0
+
+
+def _sessions_override(args: argparse.Namespace) -> int:
+    engine = _engine_for(args)
+    try:
+        if args.event is None:
+            for choice in engine.allowed_events(args.session_id):
+                guard = f" [{choice.guard}]" if choice.guard else ""
+                mark = "" if choice.enabled else "   (guard false now)"
+                print(f"{choice.event:<24} → {choice.target}{guard}{mark}")
+            return 0
+        result = engine.override(args.session_id, args.event, reason=args.reason, actor=args.actor)
+    finally:
+        engine.store.close()
+    print(f"session {args.session_id}: {result.event.source} → {result.state} (by {args.actor})")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from .flows import FlowRegistry
+    from .reconcile import reconcile
+    from .store import open_store
+
+    names = FlowRegistry.from_directory(args.flows).names()
+    store = open_store(args.store)
+    try:
+        result = reconcile(store, names)
+    finally:
+        store.close()
+    for mismatch in result.mismatches:
+        print(mismatch)
+    print(f"{result.sessions} sessions reconciled, {len(result.mismatches)} mismatches")
+    return 1 if result.mismatches else 0
 
 
 def _session_path(args: argparse.Namespace) -> tuple[FlowSpec, list[str]]:

@@ -31,7 +31,9 @@ from statemachine.io import create_machine_class_from_definition
 
 from .errors import FlowEngineError, TransitionNotAllowed
 from .registry import Guard, Registry, default_registry
-from .spec import FlowSpec, StateSpec
+from .spec import Edge, FlowSpec, StateSpec
+
+REVIEW_STATUS = "requires_review"
 
 
 @dataclass(frozen=True)
@@ -94,16 +96,24 @@ class Step:
 class CompiledFlow:
     """A flow ready to run: its spec and the python-statemachine class built from it."""
 
-    def __init__(self, spec: FlowSpec, machine_class: type[StateChart[Any]]) -> None:
+    def __init__(
+        self,
+        spec: FlowSpec,
+        machine_class: type[StateChart[Any]],
+        guards: Mapping[str, Guard] | None = None,
+    ) -> None:
         self.spec = spec
         self.machine_class = machine_class
+        self._guards = dict(guards or {})
         self._pool: list[tuple[StateChart[Any], MachineContext]] = []
         self._entry_requests = {
             name: tuple(_entry_requests(name, state)) for name, state in spec.states.items()
         }
         accepted: dict[str, dict[str, None]] = {name: {} for name in spec.states}
+        self._outgoing: dict[str, list[Edge]] = {name: [] for name in spec.states}
         for edge in spec.edges():
             accepted[edge.source][edge.event] = None
+            self._outgoing[edge.source].append(edge)
         self._accepted = {name: tuple(events) for name, events in accepted.items()}
 
     @property
@@ -166,6 +176,24 @@ class CompiledFlow:
         """Events with a transition out of ``state`` (before guards are evaluated)."""
         return self._accepted.get(state, ())
 
+    def is_review(self, state: str) -> bool:
+        """A state where a person must decide (its status is ``requires_review``)."""
+        return self.status_of(state) == REVIEW_STATUS
+
+    def enabled(self, state: str, session: Mapping[str, Any]) -> list[tuple[Edge, bool]]:
+        """Each way out of ``state``, and whether its guards hold for ``session`` now."""
+        context = MachineContext(state=state, session=session)
+        found = []
+        for edge in self._outgoing.get(state, ()):
+            transition = self.spec.transitions[edge.index] if edge.kind != "outcome" else None
+            holds = True
+            if transition is not None:
+                holds = all(self._guards[g](context) for g in transition.guards) and not any(
+                    self._guards[g](context) for g in transition.unless
+                )
+            found.append((edge, holds))
+        return found
+
     def is_final(self, state: str) -> bool:
         return self.spec.states[state].final
 
@@ -183,7 +211,8 @@ def compile_flow(spec: FlowSpec, registry: Registry | None = None) -> CompiledFl
         compiled: CompiledFlow | None = registry.compiled.get(spec.content_hash)
         if compiled is None:
             _check_names(spec, registry)
-            compiled = CompiledFlow(spec, _build_class(spec, registry))
+            guards = {name: info.check for name, info in registry.guards.items()}
+            compiled = CompiledFlow(spec, _build_class(spec, registry), guards)
             registry.compiled[spec.content_hash] = compiled
         return compiled
 

@@ -75,6 +75,17 @@ class EventInput:
 
 
 @dataclass(frozen=True)
+class AllowedEvent:
+    """An event a session's state takes, where it leads, and whether its guards hold now."""
+
+    event: str
+    target: str
+    guard: str
+    enabled: bool
+    kind: str
+
+
+@dataclass(frozen=True)
 class SendResult:
     record: SessionRecord
     event: EventRecord
@@ -181,6 +192,65 @@ class Engine:
             if tx.get_session(session_id) is None:
                 raise SessionNotFound(session_id)
             return tx.events(session_id)
+
+    def allowed_events(self, session_id: str) -> list[AllowedEvent]:
+        """The events the session's state takes, with targets, guards and their value now.
+
+        What a person resolving a session in review chooses from (see :meth:`override`).
+        """
+        with self.store.transaction() as tx:
+            record = tx.get_session(session_id)
+            if record is None:
+                raise SessionNotFound(session_id)
+            flow = self._flow_for(tx, record)
+        return [
+            AllowedEvent(edge.event, edge.target, edge.guard, holds, edge.kind)
+            for edge, holds in flow.enabled(record.state, record.data)
+        ]
+
+    def override(
+        self,
+        session_id: str,
+        event: str,
+        *,
+        reason: str,
+        actor: str,
+        payload: Mapping[str, Any] | None = None,
+    ) -> SendResult:
+        """Apply one of the :meth:`allowed_events` by hand, recording who and why.
+
+        The log row carries ``{"override": true, "actor", "reason"}`` in its meta, so an
+        audit of the session shows every human decision next to the machine's.
+        """
+        if not reason.strip() or not actor.strip():
+            raise ValidationError(
+                [
+                    FieldError(
+                        "reason" if not reason.strip() else "actor",
+                        "required",
+                        "an override needs a reason and an actor, for the audit log",
+                    )
+                ]
+            )
+        item = EventInput(
+            session_id,
+            event,
+            payload or {},
+            event_id=f"override:{uuid.uuid4().hex}",
+            meta={"override": True, "actor": actor, "reason": reason},
+        )
+        with self.store.transaction() as tx:
+            return self.apply(tx, item)
+
+    def review_queue(self, flow_names: Sequence[str] | None = None) -> list[SessionRecord]:
+        """Sessions waiting in a review state (status ``requires_review``), oldest first."""
+        waiting: list[SessionRecord] = []
+        with self.store.transaction() as tx:
+            for name in flow_names or self.flows.names():
+                for record in tx.sessions_of_flow(name):
+                    if self._flow_for(tx, record).is_review(record.state):
+                        waiting.append(record)
+        return sorted(waiting, key=lambda r: (r.updated_at, r.session_id))
 
     # -- events -----------------------------------------------------------------------
 

@@ -241,8 +241,8 @@ class FlowSpec(_Strict):
                     edges.append(
                         Edge(name, target, f"{state.effect}.{arm}", kind="outcome", effect=arm)
                     )
-            for index, timer in enumerate(state.timers):
-                for transition in self.transitions:
+            for timer in state.timers:
+                for index, transition in enumerate(self.transitions):
                     if transition.event == timer.event and name in transition.sources:
                         edges.append(
                             Edge(
@@ -294,6 +294,7 @@ class Edge:
     effect: str = ""
     timer: str = ""
     index: int = 0
+    """For event and timer edges, the position of their transition in ``transitions``."""
 
     def label(self) -> str:
         text = self.event
