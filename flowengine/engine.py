@@ -53,6 +53,11 @@ from .store import (
 )
 
 CREATED_EVENT = "session.created"
+DEFERRED = "deferred"
+"""Key in the session data: events waiting for a state that can take them."""
+DEFER_LIMIT = 10
+REFUND_EFFECT = "evm.refund"
+LATE_SUFFIX = ":late"
 MIGRATED_EVENT = "flow.migrated"
 REVIEW_WEBHOOK = "session.requires_review"
 
@@ -298,7 +303,7 @@ class Engine:
                     results[index] = exc
         return [results[index] for index in range(len(items))]
 
-    def apply(self, tx: Transaction, item: EventInput) -> SendResult:
+    def apply(self, tx: Transaction, item: EventInput, *, defer: bool = True) -> SendResult:
         """Apply one event inside an open transaction (workers use this to fire timers
         and feed effect outcomes in the same transaction as their own bookkeeping)."""
         record = tx.get_session(item.session_id, for_update=True)
@@ -309,9 +314,14 @@ class Engine:
             return SendResult(record, prior, duplicate=True)
         flow = self._flow_for(tx, record)
         record, flow = self._migrate_if_declared(tx, record, flow, item)
+        if flow.is_final(record.state):
+            return self._late(tx, record, flow, item)
         try:
             step = flow.send(record.state, item.event, item.payload, session=record.data)
         except TransitionNotAllowed as exc:
+            deferrable = defer and item.event in flow.spec.defer
+            if deferrable and len(record.data.get(DEFERRED, [])) < DEFER_LIMIT:
+                return self._defer(tx, record, item)
             raise TransitionNotAllowed(
                 exc.event, exc.state, exc.allowed, session_id=record.session_id
             ) from None
@@ -346,7 +356,86 @@ class Engine:
         tx.append_event(logged)
         tx.update_session(updated)
         self._write_requests(tx, updated, step.requests, now)
+        if updated.data.get(DEFERRED):
+            updated = self._reoffer_deferred(tx, updated)
         return SendResult(updated, logged)
+
+    def _defer(self, tx: Transaction, record: SessionRecord, item: EventInput) -> SendResult:
+        """Keep an event the state cannot take yet, to offer it again after a transition."""
+        entry = {
+            "event": item.event,
+            "payload": dict(item.payload),
+            "event_id": item.event_id,
+            "external_ref": item.external_ref,
+            "seq": record.seq + 1,
+        }
+        data = {**record.data, DEFERRED: [*record.data.get(DEFERRED, []), entry]}
+        return self._log_unapplied(
+            tx,
+            replace(record, data=data),
+            item,
+            "deferred: the state cannot take it yet",
+            notify=False,
+            count=False,
+            meta={"deferred": True},
+        )
+
+    def _reoffer_deferred(self, tx: Transaction, record: SessionRecord) -> SessionRecord:
+        """Offer each deferred event once, oldest first, now that the state has changed;
+        those the new state cannot take either keep waiting."""
+        waiting = list(record.data.get(DEFERRED, []))
+        tx.update_session(replace(record, data={**record.data, DEFERRED: []}))
+        still: list[Any] = []
+        for entry in waiting:
+            item = EventInput(
+                record.session_id,
+                entry["event"],
+                entry["payload"],
+                event_id=f"{entry['event_id'] or 'deferred'}:{entry['seq']}:applied",
+                meta={"deferred_from": entry["seq"], "external_ref": entry["external_ref"]},
+            )
+            try:
+                self.apply(tx, item, defer=False)
+            except TransitionNotAllowed:
+                still.append(entry)
+        latest = tx.get_session(record.session_id, for_update=True)
+        assert latest is not None
+        if still:
+            latest = replace(latest, data={**latest.data, DEFERRED: still})
+            tx.update_session(latest)
+        return latest
+
+    def _late(
+        self, tx: Transaction, record: SessionRecord, flow: CompiledFlow, item: EventInput
+    ) -> SendResult:
+        """An event for a finished session: recorded, never refused, routed by ``on_late``."""
+        from_late_refund = str(item.meta.get("effect", "")).endswith(LATE_SUFFIX)
+        action = "ignore" if from_late_refund else flow.spec.late_action(item.event)
+        result = self._log_unapplied(
+            tx,
+            record,
+            item,
+            f"late: the session is {record.state} ({action})",
+            notify=action == "review",
+            count=True,
+            meta={"late": action},
+        )
+        if action == "refund" and not result.duplicate:
+            now = self.clock.now_ms()
+            tx.add_effect(
+                EffectRecord(
+                    key=f"{record.session_id}:{REFUND_EFFECT}:{result.event.seq}{LATE_SUFFIX}",
+                    session_id=record.session_id,
+                    effect=REFUND_EFFECT,
+                    state=record.state,
+                    seq=record.entered_seq,
+                    status="pending",
+                    attempts=0,
+                    available_at=now,
+                    created_at=now,
+                )
+            )
+        return result
 
     def record_unapplied(self, tx: Transaction, item: EventInput, reason: str) -> SendResult:
         """Log a fact the session's state cannot take, without a transition.
@@ -359,14 +448,28 @@ class Engine:
         record = tx.get_session(item.session_id, for_update=True)
         if record is None:
             raise SessionNotFound(item.session_id)
+        return self._log_unapplied(tx, record, item, reason, notify=True, count=True)
+
+    def _log_unapplied(
+        self,
+        tx: Transaction,
+        record: SessionRecord,
+        item: EventInput,
+        reason: str,
+        *,
+        notify: bool,
+        count: bool,
+        meta: Mapping[str, Any] | None = None,
+    ) -> SendResult:
         prior = self._prior(tx, item)
         if prior is not None:
             return SendResult(record, prior, duplicate=True)
         now = self.clock.now_ms()
         data = dict(record.data)
-        data["amounts"] = amounts.apply(
-            data.get("amounts", amounts.empty()), item.event, item.payload
-        )
+        if count:
+            data["amounts"] = amounts.apply(
+                data.get("amounts", amounts.empty()), item.event, item.payload
+            )
         updated = replace(record, data=data, updated_at=now, seq=record.seq + 1)
         logged = EventRecord(
             session_id=record.session_id,
@@ -378,11 +481,12 @@ class Engine:
             payload=dict(item.payload),
             created_at=now,
             external_ref=item.external_ref,
-            meta={**item.meta, "applied": False, "reason": reason},
+            meta={**item.meta, **(meta or {}), "applied": False, "reason": reason},
         )
         tx.append_event(logged)
         tx.update_session(updated)
-        self._write_requests(tx, updated, [WebhookRequest(REVIEW_WEBHOOK, record.state)], now)
+        if notify:
+            self._write_requests(tx, updated, [WebhookRequest(REVIEW_WEBHOOK, record.state)], now)
         return SendResult(updated, logged)
 
     # -- internals --------------------------------------------------------------------

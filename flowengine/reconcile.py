@@ -52,7 +52,11 @@ def reconcile(store: Store, flow_names: Iterable[str]) -> Reconciliation:
                 logs[event.session_id].append(event)
         for record in sessions:
             checked += 1
-            folded = amounts.fold((e.event, e.payload) for e in logs[record.session_id])
+            folded = amounts.fold(
+                (e.event, e.payload)
+                for e in logs[record.session_id]
+                if not e.meta.get("deferred")  # counted when it is applied, not twice
+            )
             stored = record.data.get("amounts", amounts.empty())
             if any(stored.get(f) != folded.get(f) for f in FIELDS):
                 mismatches.append(Mismatch(record.session_id, stored, folded))

@@ -81,9 +81,14 @@ class LedgerAdapter:
 
 
 def _units_for(call: EffectCall) -> int:
-    """Deliver or refund what the session received (Daimo delivers what arrived)."""
+    """Deliver what arrived (Daimo's behaviour), settle confirms what was delivered,
+    refund returns what the session still holds."""
     moved = call.session.get("amounts", {})
     received = int(moved.get("received", 0))
+    delivered = int(moved.get("delivered", 0))
+    refunded = int(moved.get("refunded", 0))
     if call.effect.endswith(".refund"):
-        return received - int(moved.get("refunded", 0))
-    return received
+        return received - delivered - refunded
+    if call.effect.endswith(".settle"):
+        return delivered
+    return received - delivered

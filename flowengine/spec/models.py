@@ -163,6 +163,9 @@ class TransitionSpec(_Strict):
         return " and ".join(parts)
 
 
+LateAction = Literal["review", "ignore", "refund"]
+
+
 class UpgradeSpec(_Strict):
     """How sessions started on older versions of this flow move to this one.
 
@@ -200,6 +203,17 @@ class FlowSpec(_Strict):
     description: str = ""
     states: dict[StateName, StateSpec] = Field(min_length=1)
     transitions: list[TransitionSpec] = Field(default_factory=list)
+    on_late: dict[EventName, LateAction] = Field(
+        default_factory=dict,
+        description="what to do with an event that reaches a finished session: review "
+        "(default; record it and tell the merchant), ignore (record it), refund (record it "
+        "and refund what the session holds)",
+    )
+    defer: Annotated[list[EventName], OneOrMany] = Field(
+        default_factory=list,
+        description="events that may arrive before the state can take them: recorded and "
+        "offered again after each transition (at most 10 per session)",
+    )
     upgrade: Literal["pinned"] | UpgradeSpec = Field(
         default="pinned",
         description="'pinned' (sessions finish on the version they started with) or "
@@ -224,6 +238,10 @@ class FlowSpec(_Strict):
             separators=(",", ":"),
         )
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def late_action(self, event: str) -> LateAction:
+        """The ``on_late`` policy for ``event`` (``default:`` names the fallback)."""
+        return self.on_late.get(event, self.on_late.get("default", "review"))
 
     @property
     def initial_state(self) -> str:

@@ -1,0 +1,114 @@
+"""Late, duplicate and out-of-order events: recorded and routed, never lost.
+
+A payment can reach a session after it finished (a payer pays twice) or before its state
+can take it (funds before the amount was chosen). Neither is an exception at the chain
+watcher: the flow's ``on_late`` and ``defer`` policies say what happens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flowengine.adapters.ledger import LedgerAdapter
+from flowengine.clock import ManualClock
+from flowengine.engine import Engine
+from flowengine.errors import TransitionNotAllowed
+from flowengine.flows import FlowRegistry
+from flowengine.reconcile import reconcile
+from flowengine.spec import load_flow
+from flowengine.workers import EffectRunner
+from tests.conftest import FLOWS
+from tests.factories import create_request
+
+V1 = (FLOWS / "deposit.yaml").read_text()
+PAY = {"units": 25_000_000, "txHash": "0x" + "aa" * 32}
+SECOND_PAY = {"units": 10_000_000, "txHash": "0x" + "cc" * 32}
+
+
+def engine_for(policy: str, store_url: str, clock: ManualClock) -> Engine:
+    text = V1.replace("version: 1\n", "version: policy\n", 1) + "\n" + policy
+    return Engine(FlowRegistry([load_flow("deposit.yaml", text=text)]), store_url, clock)
+
+
+def completed(engine: Engine) -> str:
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAY, external_ref="8453:0xaa:0")
+    engine.send(sid, "evm.deliver.done", PAY)
+    engine.send(sid, "evm.settle.done")
+    return sid
+
+
+def test_a_late_payment_is_recorded_and_reported_by_default(
+    store_url: str, clock: ManualClock
+) -> None:
+    engine = engine_for("", store_url, clock)
+    sid = completed(engine)
+    late = engine.send(sid, "payment_detected", SECOND_PAY, external_ref="8453:0xcc:0")
+    assert late.state == "completed"
+    assert late.event.meta["late"] == "review"
+    assert engine.get(sid).amounts.received == "35.00"  # the money that arrived counts
+    with engine.store.transaction() as tx:
+        assert tx.webhooks(sid)[-1].type == "session.requires_review"
+    again = engine.send(sid, "payment_detected", SECOND_PAY, external_ref="8453:0xcc:0")
+    assert again.duplicate
+    assert engine.get(sid).amounts.received == "35.00"
+
+
+def test_a_late_payment_can_be_refunded_by_policy(
+    store_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    engine = engine_for("on_late: {payment_detected: refund}", store_url, clock)
+    sid = completed(engine)
+    engine.send(sid, "payment_detected", SECOND_PAY, external_ref="8453:0xcc:0")
+    ledger = LedgerAdapter(tmp_path / "ledger.db")
+    runner = EffectRunner(engine, {"evm.refund": ledger})
+    while runner.run_once():
+        pass
+    assert [(effect, units) for _, effect, units in ledger.transfers()] == [
+        ("evm.refund", 10_000_000)  # what the session held: the late payment only
+    ]
+    amounts = engine.get(sid).amounts
+    assert (amounts.received, amounts.delivered, amounts.refunded) == ("35.00", "25.00", "10.00")
+    assert engine.get(sid).status == "completed"
+    assert reconcile(engine.store, ["deposit"]).mismatches == []
+
+
+def test_an_ignored_late_event_is_only_recorded(store_url: str, clock: ManualClock) -> None:
+    engine = engine_for("on_late: {default: ignore}", store_url, clock)
+    sid = completed(engine)
+    engine.send(sid, "select_amount")
+    with engine.store.transaction() as tx:
+        assert "session.requires_review" not in [w.type for w in tx.webhooks(sid)]
+    assert engine.history(sid)[-1].meta["late"] == "ignore"
+
+
+def test_an_early_payment_waits_for_the_state_that_takes_it(
+    store_url: str, clock: ManualClock
+) -> None:
+    engine = engine_for("defer: payment_detected", store_url, clock)
+    sid = engine.create_session(create_request(amount=None)).session_id
+    early = engine.send(sid, "payment_detected", PAY, external_ref="8453:0xaa:0")
+    assert early.state == "created"  # kept, not refused
+    assert engine.send(sid, "select_amount").state == "paid"  # ...and taken right after
+    log = engine.history(sid)
+    assert [e.event for e in log] == [
+        "session.created",
+        "payment_detected",
+        "select_amount",
+        "payment_detected",
+    ]
+    assert log[1].meta["deferred"] is True
+    assert log[3].meta["deferred_from"] == 2
+    assert engine.get(sid).amounts.received == "25.00"  # counted once
+    assert reconcile(engine.store, ["deposit"]).mismatches == []
+
+
+def test_deferral_is_bounded(store_url: str, clock: ManualClock) -> None:
+    engine = engine_for("defer: evm.settle.done", store_url, clock)
+    sid = engine.create_session(create_request()).session_id
+    for n in range(10):
+        engine.send(sid, "evm.settle.done", event_id=f"early-{n}")
+    with pytest.raises(TransitionNotAllowed):
+        engine.send(sid, "evm.settle.done", event_id="one-too-many")
