@@ -45,3 +45,28 @@ def format_duration(seconds: int) -> str:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size
     return "".join(parts) or "0s"
+
+
+_STEP = re.compile(r"^\s*(?P<every>[0-9smhd ]+?)\s*(?:[×x*]\s*(?P<times>\d+))?\s*$")
+
+
+def parse_poll_schedule(steps: object) -> list[int]:
+    """``["10s×3", "1m×5"]`` → the delays in seconds before each look: [10, 10, 10, 60, …].
+
+    ``x`` and ``*`` are accepted for ``×``; a step without a count is taken once.
+    """
+    if isinstance(steps, str):
+        steps = [steps]
+    if not isinstance(steps, list) or not steps:
+        raise DurationError("a poll schedule is a list like ['10s×3', '1m×5', '10m×12']")
+    delays: list[int] = []
+    for step in steps:
+        match = _STEP.match(str(step))
+        if match is None:
+            raise DurationError(f"'{step}' is not a poll step; write e.g. '10s×3' or '1m'")
+        every = parse_duration(match["every"].strip())
+        times = int(match["times"] or 1)
+        if not 1 <= times <= 1000:
+            raise DurationError(f"'{step}': a step repeats 1 to 1000 times")
+        delays.extend([every] * times)
+    return delays

@@ -575,6 +575,10 @@ class Engine:
             return prior
         return None
 
+    def flow_of(self, tx: Transaction, record: SessionRecord) -> CompiledFlow:
+        """The compiled flow version ``record`` runs (for workers that need its spec)."""
+        return self._flow_for(tx, record)
+
     def _flow_for(self, tx: Transaction, record: SessionRecord) -> CompiledFlow:
         """The flow version this session was created with (never "whatever is current")."""
         flow = self.flows.by_hash(record.flow_hash)

@@ -39,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..durations import parse_duration
+from ..durations import parse_duration, parse_poll_schedule
 from .yamlpos import Positions
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -131,10 +131,27 @@ class StateSpec(_Strict):
         default_factory=dict,
         description="where the effect's outcome leads: done, failed, pending, unknown",
     )
+    poll: list[str] | None = Field(
+        default=None,
+        description="when the effect answers pending or unknown: when to ask its adapter "
+        "again, e.g. ['10s×3', '1m×5', '10m×12']; once it runs out, the outcome event "
+        "(<effect>.pending / .unknown) is sent, and without an arm for it the session is "
+        "reported for review",
+    )
     timers: list[TimerSpec] = Field(default_factory=list)
     emit: Annotated[list[EventName], OneOrMany] = Field(
         default_factory=list, description="webhook events sent on entering the state"
     )
+
+    @field_validator("poll", mode="before")
+    @classmethod
+    def _schedule(cls, value: object) -> object:
+        if value is not None:
+            parse_poll_schedule(value)
+        return [value] if isinstance(value, str) else value
+
+    def poll_delays(self) -> list[int] | None:
+        return parse_poll_schedule(self.poll) if self.poll is not None else None
 
     def status_name(self, state_name: str) -> str:
         return self.status or state_name

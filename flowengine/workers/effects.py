@@ -13,8 +13,12 @@
    for ``ok``, ``<effect>.failed``) with an event id derived from the key (so a
    duplicate feed is a no-op), and close the outbox row. An outcome the session's
    state no longer accepts is still logged, counted and reported for review: money
-   that moved never disappears. ``pending`` and ``unknown`` outcomes schedule another
-   look with exponential backoff and a cap.
+   that moved never disappears.
+5. ``pending`` and ``unknown`` are not answers: the runner asks ``status_of`` again on
+   the state's ``poll:`` schedule (default: exponential backoff, capped, 20 looks).
+   When the schedule runs out it sends ``<effect>.pending`` / ``<effect>.unknown``:
+   the flow's arm for it decides, and without one the session is reported for review
+   (``session.requires_review``), never silently failed.
 
 An error in one effect (a bug, a malformed adapter answer) parks that effect in
 ``review`` and the runner goes on with the others.
@@ -31,7 +35,7 @@ from dataclasses import dataclass, replace
 from ..adapters.base import EffectAdapter, EffectCall, EffectResult
 from ..engine import Engine, EventInput
 from ..errors import StoreError, TransitionNotAllowed
-from ..store import EffectAttempt, EffectRecord
+from ..store import EffectAttempt, EffectRecord, Transaction
 from .loop import run_until
 
 log = logging.getLogger("flowengine.workers.effects")
@@ -41,13 +45,21 @@ OUTCOME_EVENTS = {"ok": "done", "failed": "failed"}
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Delay before looking again at a pending/unknown effect: base·2ⁿ, at most ``cap``."""
+    """When a state declares no ``poll:`` schedule: look again after base·2ⁿ (at most
+    ``cap``), ``max_looks`` times in all, then report the outcome (see module doc)."""
 
     base_ms: int = 1_000
     cap_ms: int = 300_000
+    max_looks: int = 20
 
     def delay_ms(self, attempt: int) -> int:
         return int(min(self.cap_ms, self.base_ms * 2 ** max(0, attempt - 1)))
+
+    def next_look(self, attempt: int, schedule: list[int] | None) -> int | None:
+        """Milliseconds until the next look after ``attempt`` looks, or None: give up."""
+        if schedule is not None:
+            return schedule[attempt - 1] * 1000 if attempt <= len(schedule) else None
+        return self.delay_ms(attempt) if attempt < self.max_looks else None
 
 
 class EffectRunner:
@@ -153,17 +165,20 @@ class EffectRunner:
             assert current is not None
             suffix = OUTCOME_EVENTS.get(result.outcome)
             if suffix is None:
-                tx.update_effect(
-                    replace(
-                        current,
-                        status="pending",
-                        available_at=now + self.retry.delay_ms(effect.attempts),
-                        lease_until=None,
-                        claimed_by=None,
-                        last_error=result.detail or result.outcome,
+                wait = self.retry.next_look(effect.attempts, self._schedule(tx, effect))
+                if wait is not None:
+                    tx.update_effect(
+                        replace(
+                            current,
+                            status="pending",
+                            available_at=now + wait,
+                            lease_until=None,
+                            claimed_by=None,
+                            last_error=result.detail or result.outcome,
+                        )
                     )
-                )
-                return
+                    return
+                suffix = result.outcome  # the schedule ran out: report pending/unknown
             item = EventInput(
                 effect.session_id,
                 f"{effect.effect}.{suffix}",
@@ -177,14 +192,23 @@ class EffectRunner:
             except TransitionNotAllowed as exc:
                 note = f"outcome logged but not applied: {exc}"
                 self.engine.record_unapplied(tx, item, note)
+            final_status = {"ok": "done", "failed": "failed"}.get(result.outcome, "review")
             tx.update_effect(
                 replace(
                     current,
-                    status="done" if result.outcome == "ok" else "failed",
+                    status=final_status,  # type: ignore[arg-type]
                     lease_until=None,
                     last_error=note or (result.detail or None),
                 )
             )
+
+    def _schedule(self, tx: Transaction, effect: EffectRecord) -> list[int] | None:
+        """The ``poll:`` delays (seconds) of the state that requested ``effect``."""
+        record = tx.get_session(effect.session_id)
+        if record is None:
+            return None
+        state = self.engine.flow_of(tx, record).spec.states.get(effect.state)
+        return state.poll_delays() if state is not None else None
 
     def _park(self, effect: EffectRecord, reason: str) -> None:
         """Mark an effect whose outcome could not be handled for a person to look at."""
