@@ -81,6 +81,8 @@ class MachineContext:
     session: Mapping[str, Any] = field(default_factory=dict)
     payload: Mapping[str, Any] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
+    tolerance: Callable[[int], int] = field(default=lambda expected: 0)
+    """The flow's variance tolerance in base units for an expected amount."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class CompiledFlow:
         machine, context = self._acquire(state)
         context.session = session or {}
         context.payload = payload or {}
+        context.tolerance = self.spec.variance.allowance
         try:
             machine.send(event)
         except _RuntimeNotAllowed:
@@ -183,6 +186,7 @@ class CompiledFlow:
     def enabled(self, state: str, session: Mapping[str, Any]) -> list[tuple[Edge, bool]]:
         """Each way out of ``state``, and whether its guards hold for ``session`` now."""
         context = MachineContext(state=state, session=session)
+        context.tolerance = self.spec.variance.allowance
         found = []
         for edge in self._outgoing.get(state, ()):
             transition = self.spec.transitions[edge.index] if edge.kind != "outcome" else None

@@ -64,7 +64,10 @@ class FlowPath:
 
 
 def all_paths(spec: FlowSpec, max_paths: int = 10_000) -> list[FlowPath]:
-    """Every simple path from ``spec``'s initial state to one of its final states.
+    """Every path from ``spec``'s initial state to a final state that visits no state
+    twice, except that a self-loop (an event that keeps the state, such as a further
+    partial payment) may be taken once: it is a transition like any other, and a path
+    set that never takes it would leave it untested.
 
     The order is deterministic: a depth-first walk that tries, from each state, its
     events (in file order), then its effect outcomes (``done`` before ``failed`` as
@@ -93,7 +96,8 @@ def all_paths(spec: FlowSpec, max_paths: int = 10_000) -> list[FlowPath]:
             continue
         # Pushed in reverse so the first edge is walked first.
         for edge in reversed(outgoing.get(here, [])):
-            if edge.target not in visited:
+            self_loop_once = edge.target == here and edge not in taken
+            if edge.target not in visited or self_loop_once:
                 stack.append(((*taken, edge), visited | {edge.target}))
     return found
 

@@ -31,6 +31,10 @@ class GuardContext(Protocol):
     @property
     def payload(self) -> Mapping[str, Any]: ...
 
+    @property
+    def tolerance(self) -> Callable[[int], int]:
+        """The flow's variance tolerance, in base units, for an expected amount."""
+
 
 @dataclass(frozen=True)
 class Facts:
@@ -38,6 +42,7 @@ class Facts:
 
     session: Mapping[str, Any] = field(default_factory=dict)
     payload: Mapping[str, Any] = field(default_factory=dict)
+    tolerance: Callable[[int], int] = field(default=lambda expected: 0)
 
 
 Guard = Callable[[GuardContext], bool]
@@ -106,6 +111,25 @@ def _destination(session: Mapping[str, Any]) -> Mapping[str, Any]:
     return destination if isinstance(destination, Mapping) else {}
 
 
+def _payment_position(ctx: GuardContext) -> int:
+    """-1 underpaid, 0 paid within tolerance, +1 overpaid: the total received so far plus
+    this event's ``units`` against ``amountUnits``, exact integers in base units."""
+    from .sessions import to_base_units
+
+    destination = _destination(ctx.session)
+    amount = destination.get("amountUnits")
+    if amount is None:
+        return 0  # the payer chose the amount: whatever arrived is the amount
+    expected = to_base_units(str(amount), int(destination.get("decimals", 0)))
+    moved = ctx.session.get("amounts", {})
+    units = ctx.payload.get("units", 0)
+    received = int(moved.get("received", 0)) + (units if isinstance(units, int) else 0)
+    allowance = ctx.tolerance(expected)
+    if received < expected - allowance:
+        return -1
+    return 1 if received > expected + allowance else 0
+
+
 def _register_builtins(registry: Registry) -> None:
     registry.add_guard(
         "amount_fixed",
@@ -116,6 +140,21 @@ def _register_builtins(registry: Registry) -> None:
         "has_calldata",
         lambda ctx: bool(_destination(ctx.session).get("calldata")),
         "destination.calldata is set: delivery is a contract call",
+    )
+    registry.add_guard(
+        "fully_paid",
+        lambda ctx: _payment_position(ctx) >= 0,
+        "the total received, this payment included, reaches amountUnits (within tolerance)",
+    )
+    registry.add_guard(
+        "underpaid",
+        lambda ctx: _payment_position(ctx) < 0,
+        "the total received is short of amountUnits by more than the tolerance",
+    )
+    registry.add_guard(
+        "overpaid",
+        lambda ctx: _payment_position(ctx) > 0,
+        "the total received exceeds amountUnits by more than the tolerance",
     )
     for name, meaning in {
         "evm.deliver": "transfer the destination token to destination.address",

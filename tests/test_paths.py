@@ -64,7 +64,7 @@ def test_every_edge_is_on_some_path(flow: Path) -> None:
 
 
 @pytest.mark.parametrize("flow", FLOWS, ids=lambda path: path.stem)
-def test_paths_are_simple_and_end_in_a_final_state(flow: Path) -> None:
+def test_paths_visit_no_state_twice_but_for_one_self_loop(flow: Path) -> None:
     spec = load_flow(flow)
     paths = all_paths(spec)
 
@@ -73,7 +73,10 @@ def test_paths_are_simple_and_end_in_a_final_state(flow: Path) -> None:
     for path in paths:
         assert path.states[0] == spec.initial_state
         assert spec.states[path.states[-1]].final
-        assert len(set(path.states)) == len(path.states), "a state is visited twice"
+        loops = [edge for edge in path.edges if edge.source == edge.target]
+        assert len(set(loops)) == len(loops), "a self-loop is taken twice"
+        moves = [edge.target for edge in path.edges if edge.source != edge.target]
+        assert len({path.states[0], *moves}) == len(moves) + 1, "a state is visited twice"
         assert all(a.target == b.source for a, b in itertools.pairwise(path.edges))
 
 
@@ -225,10 +228,17 @@ def _declared(spec: FlowSpec, edge: Edge | None, state: str) -> Counter[Request]
     return Counter(requests)
 
 
+def _fact_guarded(spec: FlowSpec) -> bool:
+    """Flows whose guards are all facts of the session (not of amounts received so far:
+    strict.yaml's payment guards are driven through the engine, with real amounts, in
+    tests/engine/test_shipped_flows.py)."""
+    return all(g in GUARD_FACTS for t in spec.transitions for g in (*t.guards, *t.unless))
+
+
 def _every_path() -> list[Any]:
     return [
         pytest.param(spec, path, id=f"{spec.name}:{number}:{path.states[-1]}")
-        for spec in map(load_flow, FLOWS)
+        for spec in filter(_fact_guarded, map(load_flow, FLOWS))
         for number, path in enumerate(all_paths(spec), start=1)
     ]
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal
 
@@ -183,6 +184,32 @@ class TransitionSpec(_Strict):
 LateAction = Literal["review", "ignore", "refund"]
 
 
+class VarianceSpec(_Strict):
+    """How far the amount received may be from ``amountUnits`` and still count as paid.
+
+    ``tolerance`` is a percentage of the amount (``"0.5%"``) or a number of the token's
+    base units (``5000``: 0.005 USDC). The guards ``fully_paid``, ``underpaid`` and
+    ``overpaid`` compare the total received, this payment included, with it.
+    """
+
+    tolerance: Annotated[str, BeforeValidator(_text)] = "0"
+
+    @field_validator("tolerance")
+    @classmethod
+    def _tolerance(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+(\.\d+)?%|\d+", value.strip()):
+            raise ValueError(
+                f"tolerance '{value}' must be a percentage ('0.5%') or whole base units (5000)"
+            )
+        return value.strip()
+
+    def allowance(self, expected_units: int) -> int:
+        """The tolerance in base units for an amount of ``expected_units`` (rounded down)."""
+        if self.tolerance.endswith("%"):
+            return int(Decimal(self.tolerance[:-1]) * expected_units / 100)
+        return int(self.tolerance)
+
+
 class UpgradeSpec(_Strict):
     """How sessions started on older versions of this flow move to this one.
 
@@ -220,6 +247,10 @@ class FlowSpec(_Strict):
     description: str = ""
     states: dict[StateName, StateSpec] = Field(min_length=1)
     transitions: list[TransitionSpec] = Field(default_factory=list)
+    variance: VarianceSpec = Field(
+        default_factory=VarianceSpec,
+        description="tolerance for the fully_paid / underpaid / overpaid guards",
+    )
     on_late: dict[EventName, LateAction] = Field(
         default_factory=dict,
         description="what to do with an event that reaches a finished session: review "

@@ -49,6 +49,7 @@ def test_every_path_of_every_shipped_flow(
     sid = engine.create_session(request_for(flow, path)).session_id
     timers = TimerWorker(engine)
     visited = [engine.record(sid).state]
+    received = 0
     for edge in path.edges:
         if edge.kind == "timer":
             clock.advance(EXPIRES_IN)
@@ -57,7 +58,13 @@ def test_every_path_of_every_shipped_flow(
             payload = OUTCOME_PAYLOAD if edge.effect == "done" else {}
             engine.send(sid, edge.event, payload)
         else:
-            engine.send(sid, edge.event, PAYLOADS.get(edge.event, {}))
+            payload = dict(PAYLOADS.get(edge.event, {}))
+            if "underpaid" in edge.guard:
+                payload["units"] = 10_000_000  # short of 25.00 by more than the tolerance
+            elif "fully_paid" in edge.guard:
+                payload["units"] = 25_000_000 - received  # the rest
+            received += payload.get("units", 0)
+            engine.send(sid, edge.event, payload)
         visited.append(engine.record(sid).state)
     assert visited == list(path.states)
     log = engine.history(sid)
