@@ -1,0 +1,317 @@
+"""Test generation (``flowengine testgen``): coverage, freshness, and tests that can fail.
+
+The generated modules in ``tests/generated/`` are run by the suite like any other test;
+these tests check that they cover every transition and guard branch of every shipped
+flow, that they are current, that generation is deterministic, and — by running a
+generated module in a subprocess against a flow it was not generated from — that the
+generated tests do fail when the flow's behaviour changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flowengine.registry import Registry
+from flowengine.spec import load_flow
+from flowengine.testgen import _plan, _render, add_command, coverage, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = sorted((ROOT / "flows").glob("*.yaml"))
+GENERATED = ROOT / "tests" / "generated"
+
+INLINE_FLOW = """\
+flowengine: 1
+name: inline
+version: 1
+states:
+  created:
+    initial: true
+    timers:
+      - {after: 30m, event: remind}
+      - {at: expires_at, event: expire}
+  reminded:
+    timers:
+      - {at: expires_at, event: expire}
+  calling:
+    effect: evm.call
+    outcomes: {done: completed, failed: refunding}
+  paid:
+    effect: evm.deliver
+    outcomes: {done: completed, failed: refunding}
+  refunding:
+    effect: evm.refund
+    outcomes: {done: bounced, failed: review}
+  review: {}
+  completed: {final: true}
+  bounced: {final: true}
+  expired: {final: true}
+transitions:
+  - {event: payment_detected, from: [created, reminded], to: calling, guards: has_calldata}
+  - {event: payment_detected, from: [created, reminded], to: paid, effects: evm.settle}
+  - {event: remind, from: created, to: reminded, unless: amount_fixed}
+  - {event: expire, from: [created, reminded], to: expired}
+  - {event: resolve, from: review, to: completed, guards: [amount_fixed, has_calldata]}
+  - {event: resolve, from: review, to: bounced}
+  - {event: retry, from: review, to: refunding}
+"""
+
+CUSTOM_FLOW = """\
+flowengine: 1
+name: vip
+version: 1
+states:
+  created: {initial: true}
+  fast:
+    effect: evm.deliver
+    outcomes: {done: completed}
+  paid:
+    effect: evm.deliver
+    outcomes: {done: completed}
+  completed: {final: true}
+transitions:
+  - {event: payment_detected, from: created, to: fast, guards: is_vip}
+  - {event: payment_detected, from: created, to: paid}
+"""
+
+
+def _flow_path(file: Path) -> str:
+    return file.relative_to(ROOT).as_posix()
+
+
+def _run_pytest(folder: Path, *files: str) -> subprocess.CompletedProcess[str]:
+    """pytest on generated modules in ``folder``, in a fresh interpreter and folder (the
+    way another checkout would run them): nothing of this repository's tests is there."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *files],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _write_flow(folder: Path, name: str, text: str) -> Path:
+    file = folder / "flows" / f"{name}.yaml"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(text, encoding="utf-8")
+    return file
+
+
+@pytest.mark.parametrize("file", FLOWS, ids=lambda f: f.stem)
+def test_every_transition_and_guard_branch_of_every_shipped_flow_is_covered(file: Path) -> None:
+    spec = load_flow(file)
+    result = coverage(spec)
+
+    assert result.uncovered == ()
+    assert result.complete, result.summary()
+    assert result.transitions_total == len(spec.edges())
+    guarded = [edge for edge in spec.edges() if edge.guard]
+    assert result.guard_branches_total == 2 * len(guarded)
+
+
+@pytest.mark.parametrize("file", FLOWS, ids=lambda f: f.stem)
+def test_the_committed_generated_tests_are_current(file: Path) -> None:
+    committed = GENERATED / f"test_{file.stem}.py"
+    assert committed.is_file(), f"{committed.relative_to(ROOT)} is missing: run `make testgen`"
+    expected = generate(load_flow(file), _flow_path(file))
+    assert committed.read_text(encoding="utf-8") == expected, (
+        f"{committed.relative_to(ROOT)} is stale (flows/{file.name} or testgen changed): "
+        "run `make testgen`"
+    )
+
+
+def test_no_generated_module_outlives_its_flow() -> None:
+    flows = {f"test_{file.stem}.py" for file in FLOWS}
+    generated = {file.name for file in GENERATED.glob("*.py")}
+    assert generated == flows, "run `make testgen` (and delete what it no longer writes)"
+    assert not (GENERATED / "__init__.py").exists()
+
+
+@pytest.mark.parametrize("file", FLOWS, ids=lambda f: f.stem)
+def test_the_header_says_where_it_comes_from_and_how_to_regenerate(file: Path) -> None:
+    spec = load_flow(file)
+    text = generate(spec, _flow_path(file))
+    first, second = text.splitlines()[:2]
+
+    assert first == (
+        f"# generated by flowengine testgen from flows/{file.name} "
+        f"(content hash {spec.content_hash[:16]});"
+    )
+    assert second == "# do not edit — regenerate with `make testgen`"
+    assert "tests." not in text  # self-contained: runs from any checkout
+    assert 'Engine(FlowRegistry([flow()]), "memory://", self.clock)' in text
+
+
+def test_generation_is_deterministic_even_across_processes(tmp_path: Path) -> None:
+    file = FLOWS[0]
+    spec = load_flow(file)
+    first = generate(spec, _flow_path(file))
+    assert generate(load_flow(file), _flow_path(file)) == first
+
+    script = (
+        "import sys; from flowengine.spec import load_flow; "
+        "from flowengine.testgen import generate; "
+        "sys.stdout.write(generate(load_flow(sys.argv[1]), sys.argv[2]))"
+    )
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(file), _flow_path(file)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout == first
+
+
+@pytest.mark.parametrize("file", FLOWS, ids=lambda f: f.stem)
+def test_the_text_is_already_formatted(file: Path) -> None:
+    """ruff format changes nothing, so the output does not depend on ruff being there."""
+    spec = load_flow(file)
+    raw = _render(spec, _flow_path(file), _plan(spec))
+    if shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists():
+        pytest.skip("ruff is not installed")
+    assert raw == generate(spec, _flow_path(file))
+
+
+def test_a_generated_module_runs_and_passes(tmp_path: Path) -> None:
+    file = _write_flow(tmp_path, "inline", INLINE_FLOW)
+    spec = load_flow(file)
+    assert coverage(spec).complete, coverage(spec).uncovered
+    (tmp_path / "test_inline_flow.py").write_text(generate(spec, "flows/inline.yaml"))
+
+    done = _run_pytest(tmp_path, "test_inline_flow.py")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    cases = generate(spec, "flows/inline.yaml").count("\ndef test_")
+    assert f"{cases} passed" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "old", "new", "message"),
+    [
+        pytest.param(
+            "another effect",
+            "effect: evm.deliver",
+            "effect: evm.call",
+            "requested effects",
+            id="effect",
+        ),
+        pytest.param(
+            "another target",
+            "outcomes: {done: bounced,",
+            "outcomes: {done: review,",
+            "should lead",
+            id="target",
+        ),
+        pytest.param(
+            "a guard inverted",
+            "to: calling, guards: has_calldata}",
+            "to: calling, unless: has_calldata}",
+            "should lead",
+            id="guard",
+        ),
+    ],
+)
+def test_generated_tests_fail_when_the_flow_changes_under_them(
+    tmp_path: Path, change: str, old: str, new: str, message: str
+) -> None:
+    file = _write_flow(tmp_path, "inline", INLINE_FLOW)
+    (tmp_path / "test_inline_flow.py").write_text(generate(load_flow(file), "flows/inline.yaml"))
+    assert old in INLINE_FLOW
+    file.write_text(INLINE_FLOW.replace(old, new, 1), encoding="utf-8")
+
+    done = _run_pytest(tmp_path, "test_inline_flow.py")
+
+    assert done.returncode == 1, f"{change}: {done.stdout}"
+    assert "failed" in done.stdout
+    assert message in done.stdout
+
+
+def _custom_registry() -> Registry:
+    registry = Registry.default()
+    registry.add_guard("is_vip", lambda ctx: bool(ctx.session.get("metadata")), "a VIP payer")
+    return registry
+
+
+def test_a_custom_guard_is_skipped_with_its_reason_and_counted_uncovered(tmp_path: Path) -> None:
+    file = _write_flow(tmp_path, "vip", CUSTOM_FLOW)
+    spec = load_flow(file, registry=_custom_registry())
+
+    result = coverage(spec)
+    text = generate(spec, "flows/vip.yaml")
+
+    assert not result.complete
+    assert result.transitions_covered < result.transitions_total
+    assert result.guard_branches_covered < result.guard_branches_total
+    assert any("custom guard is_vip" in item for item in result.uncovered)
+    assert "@pytest.mark.skip(reason=\"custom guard 'is_vip'" in text
+    assert "# Not covered (see the skipped cases):" in text
+
+    # Where the guard is registered (by a package's entry point; here a conftest), the
+    # module runs: the cases testgen can drive pass, the others are skipped, saying why.
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent(
+            """\
+            from flowengine.registry import default_registry
+
+            default_registry().add_guard("is_vip", lambda ctx: False)
+            """
+        )
+    )
+    (tmp_path / "test_vip_flow.py").write_text(text)
+    done = _run_pytest(tmp_path, "test_vip_flow.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "skipped" in done.stdout
+    assert "custom guard 'is_vip': testgen sets only amount_fixed and has_calldata" in done.stdout
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="flowengine")
+    add_command(parser.add_subparsers(required=True))
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+def test_the_command_writes_the_module_and_reports_coverage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    output = tmp_path / "out" / "test_deposit.py"
+
+    assert _cli("testgen", "flows/deposit.yaml", "-o", str(output), "--coverage") == 0
+
+    spec = load_flow(ROOT / "flows" / "deposit.yaml")
+    assert output.read_text() == generate(spec, "flows/deposit.yaml")
+    out = capsys.readouterr().out
+    assert "flows/deposit.yaml: transitions 13/13, guard branches 4/4" in out
+
+    assert _cli("testgen", "flows/deposit.yaml") == 0
+    assert capsys.readouterr().out == generate(spec, "flows/deposit.yaml")
+
+
+def test_the_coverage_option_fails_when_something_is_not_covered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    contradiction = CUSTOM_FLOW.replace(
+        "guards: is_vip", "guards: amount_fixed, unless: amount_fixed"
+    )
+    file = _write_flow(tmp_path, "vip", contradiction)
+
+    assert _cli("testgen", str(file), "--coverage") == 1
+
+    out = capsys.readouterr().out
+    assert "transitions 2/4, guard branches 1/2" in out
+    assert "not covered: transition created --payment_detected" in out
