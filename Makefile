@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum uv.lock pyproject.toml | sha256sum | cut -c1-16)
 FLOWS := $(wildcard flows/*.yaml)
 
-.PHONY: setup system-deps demo test test-quick lint bench diagrams clean
+.PHONY: setup system-deps demo test test-quick lint bench diagrams testgen clean
 
 setup: system-deps $(STAMP)
 
@@ -31,6 +31,10 @@ demo: setup
 diagrams: setup
 	@for f in $(FLOWS); do $(BIN)/flowengine diagram $$f --format svg -o diagrams/$$(basename $$f .yaml).svg; \
 	  $(BIN)/flowengine diagram $$f --format dot -o diagrams/$$(basename $$f .yaml).dot; done
+
+# Regenerate tests/generated/ from flows/ (a test fails when they are stale).
+testgen: setup
+	@for f in $(FLOWS); do $(BIN)/flowengine testgen $$f -o tests/generated/test_$$(basename $$f .yaml).py || exit 1; done
 
 lint: setup
 	$(BIN)/ruff check flowengine tests bench

@@ -111,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     override.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
     override.set_defaults(run=_sessions_override)
 
+    from .testgen import add_command as add_testgen
+
+    add_testgen(commands)
+
     reconcile = commands.add_parser(
         "reconcile", help="recompute every session's amounts from its log; exit 1 on a mismatch"
     )
