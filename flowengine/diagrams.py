@@ -6,7 +6,14 @@ machine does. A state shows its human label, its name, the status the API report
 that differs, the effect it requests (``do / evm.deliver``) and the webhooks it sends.
 Arrows are events (``event [guard] / effects``), effect outcomes (``done`` solid green,
 ``failed`` red) and timers (dashed, ``after 30m`` / ``at expiry``). ``highlight`` colours
-the states one session went through and the arrows between them.
+the states one session went through and the arrows between them; ``migrations`` marks
+the states where that session moved to another version of its flow.
+
+``traffic`` (:func:`flowengine.traffic.traffic_from_store`) turns the drawing into a
+heat map: each arrow is labelled with how many times sessions took it and drawn
+heavier the busier it is (arrows nobody took are faded), each state shows the median
+time sessions spent in it, and the title says how many sessions and migrations the
+figures cover.
 
 Output is deterministic — same flow, same bytes — because the rendered diagrams are
 committed under ``diagrams/`` and a test compares them with a fresh render: nodes and
@@ -28,6 +35,7 @@ import graphviz
 from .errors import FlowEngineError
 from .paths import timer_text
 from .spec import Edge, FlowSpec, StateSpec
+from .traffic import Traffic, format_seconds
 
 Format = Literal["dot", "svg", "png"]
 
@@ -52,16 +60,28 @@ _OUTCOME_COLOURS = {
 }
 _HIGHLIGHT = "#1d5fd1"
 _HIGHLIGHT_FILL = "#dce9fc"
+_HEAT_TEXT = "#9a3412"
+_IDLE = "#c3cad3"
+_MIGRATED = "#7a3fc7"
 
 _START = "__start__"
 
 
-def flow_digraph(spec: FlowSpec, *, highlight: Sequence[str] = ()) -> graphviz.Digraph:
+def flow_digraph(
+    spec: FlowSpec,
+    *,
+    highlight: Sequence[str] = (),
+    traffic: Traffic | None = None,
+    migrations: Sequence[tuple[str, str]] = (),
+) -> graphviz.Digraph:
     """The flow as a :class:`graphviz.Digraph`, left to right.
 
     ``highlight`` is a sequence of states visited in order (e.g. one session's history,
     or a :class:`~flowengine.paths.FlowPath`'s ``states``): those states are coloured,
-    and so is every arrow from one of them to the next.
+    and so is every arrow from one of them to the next. ``migrations`` are
+    ``(state, label)`` marks, e.g. ``("confirming", "migrated v1→v2")`` from
+    :func:`flowengine.traffic.session_path`. ``traffic`` labels arrows with how often
+    they were taken and states with their median stay.
     """
     visited = set(highlight)
     hops = set(pairwise(highlight))
@@ -73,7 +93,7 @@ def flow_digraph(spec: FlowSpec, *, highlight: Sequence[str] = ()) -> graphviz.D
     )
     dot.attr(
         rankdir="LR",
-        label=f"{spec.name} · version {spec.version}",
+        label=_title(spec, traffic),
         labelloc="t",
         labeljust="l",
         fontname=_FONT,
@@ -98,6 +118,9 @@ def flow_digraph(spec: FlowSpec, *, highlight: Sequence[str] = ()) -> graphviz.D
 
     initial = spec.initial_state
     start_lit = bool(highlight) and highlight[0] == initial
+    counts = traffic.edge_counts(spec) if traffic is not None else []
+    started = traffic.started(spec) if traffic is not None else 0
+    busiest = max([started, *counts, 1])
     dot.node(
         _START,
         label="",
@@ -108,29 +131,48 @@ def flow_digraph(spec: FlowSpec, *, highlight: Sequence[str] = ()) -> graphviz.D
         fillcolor=_HIGHLIGHT if start_lit else _INK,
         color=_HIGHLIGHT if start_lit else _INK,
     )
-    dot.edge(
-        _START,
-        initial,
-        color=_HIGHLIGHT if start_lit else _INK,
-        penwidth="2.2" if start_lit else "1.2",
-    )
+    start_style = {
+        "color": _HIGHLIGHT if start_lit else _INK,
+        "penwidth": "2.2" if start_lit else "1.2",
+    }
+    if traffic is not None:
+        start_style.update(_heat(started, busiest, "", start_lit))
+    dot.edge(_START, initial, **start_style)
 
+    marks: dict[str, list[str]] = {}
+    for state_name, mark in migrations:
+        marks.setdefault(state_name, []).append(mark)
     for name, state in spec.states.items():
-        dot.node(name, label=_state_label(name, state), **_state_style(state, name in visited))
+        extra = [_migration_line(mark) for mark in marks.get(name, ())]
+        if traffic is not None:
+            extra.extend(_stay_lines(traffic, name))
+        dot.node(
+            name, label=_state_label(name, state, extra), **_state_style(state, name in visited)
+        )
 
-    for edge in spec.edges():
+    for index, edge in enumerate(spec.edges()):
         lit = (edge.source, edge.target) in hops
-        dot.edge(edge.source, edge.target, **_edge_style(edge, lit))
+        style = _edge_style(edge, lit)
+        if traffic is not None:
+            style.update(_heat(counts[index], busiest, style["label"], lit))
+        dot.edge(edge.source, edge.target, **style)
     return dot
 
 
-def render(spec: FlowSpec, fmt: Format, *, highlight: Sequence[str] = ()) -> bytes:
-    """The diagram of ``spec`` as DOT source, SVG or PNG bytes.
+def render(
+    spec: FlowSpec,
+    fmt: Format,
+    *,
+    highlight: Sequence[str] = (),
+    traffic: Traffic | None = None,
+    migrations: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    """The diagram of ``spec`` as DOT source, SVG or PNG bytes (see :func:`flow_digraph`).
 
     DOT is produced without Graphviz installed; SVG and PNG need its ``dot`` program
     (Debian package ``graphviz``, installed by ``make setup``).
     """
-    digraph = flow_digraph(spec, highlight=highlight)
+    digraph = flow_digraph(spec, highlight=highlight, traffic=traffic, migrations=migrations)
     if fmt == "dot":
         source: str = digraph.source
         return source.encode("utf-8")
@@ -149,7 +191,52 @@ def render(spec: FlowSpec, fmt: Format, *, highlight: Sequence[str] = ()) -> byt
     return data
 
 
-def _state_label(name: str, state: StateSpec) -> str:
+def _title(spec: FlowSpec, traffic: Traffic | None) -> str:
+    title = f"{spec.name} · version {spec.version}"
+    if traffic is None:
+        return title
+    parts = [f"traffic of {_plural(traffic.sessions, 'session')}"]
+    if traffic.migrations:
+        parts.append(f"{_plural(traffic.migrations, 'migration')} between versions")
+    unmatched = traffic.unmatched(spec)
+    if unmatched:
+        parts.append(f"{_plural(unmatched, 'step')} of other versions not drawn")
+    return title + "\\l" + " · ".join(parts) + "\\l"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _heat(count: int, busiest: int, label: str, lit: bool) -> dict[str, str]:
+    """An arrow's traffic: its count under the label, a pen as heavy as its share."""
+    if count == 0:
+        style = {"penwidth": "1"}
+        if not lit:
+            style.update(color=_IDLE, fontcolor=_IDLE)
+        return style
+    text = escape(label).replace("\\n", "<BR/>")
+    share = (count / busiest) ** 0.5
+    count_text = f'<FONT COLOR="{_HEAT_TEXT}"><B>{count:,}×</B></FONT>'
+    return {
+        "label": f"<{text}<BR/>{count_text}>" if text else f"<{count_text}>",
+        "penwidth": f"{1.2 + 4.8 * share:.1f}",
+    }
+
+
+def _stay_lines(traffic: Traffic, name: str) -> list[str]:
+    median = traffic.median_seconds.get(name)
+    if median is None:
+        return []
+    stays = traffic.stays.get(name, 0)
+    return [_small(f"stayed {format_seconds(median)} (median of {stays:,})", _HEAT_TEXT)]
+
+
+def _migration_line(mark: str) -> str:
+    return f'<FONT POINT-SIZE="10" COLOR="{_MIGRATED}"><B>⤳ {escape(mark)}</B></FONT>'
+
+
+def _state_label(name: str, state: StateSpec, extra: Sequence[str] = ()) -> str:
     """An HTML-like Graphviz label: title, name (and status), effect, webhooks."""
     title = state.label or name.replace("_", " ").capitalize()
     lines = [f"<B>{escape(title)}</B>"]
@@ -162,6 +249,7 @@ def _state_label(name: str, state: StateSpec) -> str:
         lines.append(f'<FONT COLOR="{_EFFECT_TEXT}"><I>do</I> / {escape(state.effect)}</FONT>')
     for webhook in state.emit:
         lines.append(_small(f"⇢ {escape(webhook)}", _MUTED))
+    lines.extend(extra)
     return "<" + '<BR ALIGN="CENTER"/>'.join(lines) + ">"
 
 
