@@ -56,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         "flow", type=Path, metavar="FLOW", nargs="?", help="flow file (optional with --session)"
     )
     diagram.add_argument("--session", metavar="ID", help="highlight this stored session's path")
-    diagram.add_argument("--store", help="store URL holding --session")
+    diagram.add_argument("--store", help="store URL holding --session, or the traffic for --heat")
+    diagram.add_argument(
+        "--heat", action="store_true", help="label arrows and states with the traffic in --store"
+    )
     diagram.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     diagram.add_argument("--format", choices=("dot", "svg", "png"), default=None)
     diagram.add_argument(
@@ -121,6 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--store", required=True, help="store URL")
     reconcile.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
     reconcile.set_defaults(run=_reconcile)
+
+    from . import flowdiff, replay
+
+    replay.add_commands(flowdiff.add_command(commands))
     return parser
 
 
@@ -157,10 +164,12 @@ def _schema(_: argparse.Namespace) -> int:
 
 def _diagram(args: argparse.Namespace) -> int:
     from .diagrams import render
+    from .traffic import traffic_from_store
 
     highlight = [state for state in args.highlight.split(",") if state]
+    migrations: list[tuple[str, str]] = []
     if args.session:
-        spec, highlight = _session_path(args)
+        spec, highlight, migrations = _session_path(args)
     elif args.flow is None:
         raise FlowEngineError("name a FLOW file, or --session ID with --store URL")
     else:
@@ -171,7 +180,24 @@ def _diagram(args: argparse.Namespace) -> int:
     unknown = [state for state in highlight if state not in spec.states]
     if unknown:
         raise FlowEngineError(f"--highlight names unknown states: {', '.join(unknown)}")
-    data = render(spec, cast(DiagramFormat, fmt), highlight=highlight)
+    traffic = None
+    if args.heat:
+        if not args.store:
+            raise FlowEngineError("--heat needs --store URL")
+        from .store import open_store
+
+        store = open_store(args.store)
+        try:
+            traffic = traffic_from_store(store, spec.name)
+        finally:
+            store.close()
+    data = render(
+        spec,
+        cast(DiagramFormat, fmt),
+        highlight=highlight,
+        traffic=traffic,
+        migrations=migrations,
+    )
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_bytes(data)
@@ -237,7 +263,9 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 1 if result.mismatches else 0
 
 
-def _session_path(args: argparse.Namespace) -> tuple[FlowSpec, list[str]]:
+def _session_path(
+    args: argparse.Namespace,
+) -> tuple[FlowSpec, list[str], list[tuple[str, str]]]:
     """The flow version a stored session runs, and the states it went through."""
     from .engine import Engine
     from .flows import FlowRegistry
@@ -262,7 +290,10 @@ def _session_path(args: argparse.Namespace) -> tuple[FlowSpec, list[str]]:
         raise FlowEngineError(
             f"the store has no text for flow {record.flow_name}; name the FLOW file"
         )
-    return spec, [event.target for event in history]
+    from .traffic import session_path
+
+    states, migrations = session_path(history, spec)
+    return spec, states, migrations
 
 
 def _paths(args: argparse.Namespace) -> int:
