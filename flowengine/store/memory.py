@@ -42,6 +42,10 @@ class MemoryStore:
         self.attempt_rows: dict[str, list[EffectAttempt]] = defaultdict(list)
         self.timer_rows: dict[int, TimerRecord] = {}
         self.timer_heap: list[tuple[int, int]] = []
+        # (when runnable, tiebreak, key): entries are checked against the row when they
+        # come up, so a stale one (the row changed since) is just dropped.
+        self.effect_heap: list[tuple[int, int, str]] = []
+        self.effect_seq = 0
         self.webhook_rows: dict[str, list[WebhookRecord]] = defaultdict(list)
         self.flow_versions: dict[str, FlowVersionRecord] = {}
         self._next_id = 1
@@ -140,6 +144,7 @@ class MemoryTransaction:
         if effect.key in self.s.effect_rows:
             raise StoreConflict(f"effect {effect.key} exists")
         self.s.effect_rows[effect.key] = effect
+        self._schedule_effect(effect)
         keys = self.s.effect_keys[effect.session_id]
         keys.append(effect.key)
         self._undo.append(lambda: self.s.effect_rows.pop(effect.key, None))
@@ -165,26 +170,31 @@ class MemoryTransaction:
 
     # workers
     def claim_effects(self, now: int, limit: int, worker: str, lease_ms: int) -> list[EffectRecord]:
+        heap = self.s.effect_heap
         claimed: list[EffectRecord] = []
-        for record in sorted(self.s.effect_rows.values(), key=lambda r: r.available_at):
-            if len(claimed) >= limit:
-                break
-            runnable = (record.status == "pending" and record.available_at <= now) or (
-                record.status == "running"
-                and record.lease_until is not None
-                and record.lease_until <= now
+        while heap and heap[0][0] <= now and len(claimed) < limit:
+            item = heapq.heappop(heap)
+            self._undo.append(partial(heapq.heappush, heap, item))
+            record = self.s.effect_rows.get(item[2])
+            if record is None or _runnable_at(record) != item[0]:
+                continue  # stale: the row changed after this entry was pushed
+            taken = replace(
+                record,
+                status="running",
+                attempts=record.attempts + 1,
+                lease_until=now + lease_ms,
+                claimed_by=worker,
             )
-            if runnable:
-                taken = replace(
-                    record,
-                    status="running",
-                    attempts=record.attempts + 1,
-                    lease_until=now + lease_ms,
-                    claimed_by=worker,
-                )
-                self.update_effect(taken)
-                claimed.append(taken)
+            self.update_effect(taken)
+            claimed.append(taken)
         return claimed
+
+    def _schedule_effect(self, record: EffectRecord) -> None:
+        """Index the row by when it becomes claimable (due, or its lease expires)."""
+        when = _runnable_at(record)
+        if when is not None:
+            self.s.effect_seq += 1
+            heapq.heappush(self.s.effect_heap, (when, self.s.effect_seq, record.key))
 
     def get_effect(self, key: str) -> EffectRecord | None:
         return self.s.effect_rows.get(key)
@@ -193,6 +203,7 @@ class MemoryTransaction:
         old = self.s.effect_rows[record.key]
         self.s.effect_rows[record.key] = record
         self._undo.append(lambda: self.s.effect_rows.__setitem__(record.key, old))
+        self._schedule_effect(record)
 
     def record_attempt(self, attempt: EffectAttempt) -> None:
         rows = self.s.attempt_rows[attempt.key]
@@ -256,3 +267,12 @@ class MemoryTransaction:
     def events_of_flow(self, flow_name: str) -> list[EventRecord]:
         ids = sorted(r.session_id for r in self.s.sessions.values() if r.flow_name == flow_name)
         return [event for sid in ids for event in self.s.log.get(sid, ())]
+
+
+def _runnable_at(record: EffectRecord) -> int | None:
+    """When an effect can be claimed: pending and due, or running with its lease over."""
+    if record.status == "pending":
+        return record.available_at
+    if record.status == "running" and record.lease_until is not None:
+        return record.lease_until
+    return None
