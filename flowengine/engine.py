@@ -303,10 +303,21 @@ class Engine:
                     results[index] = exc
         return [results[index] for index in range(len(items))]
 
-    def apply(self, tx: Transaction, item: EventInput, *, defer: bool = True) -> SendResult:
+    def apply(
+        self,
+        tx: Transaction,
+        item: EventInput,
+        *,
+        defer: bool = True,
+        locked: SessionRecord | None = None,
+    ) -> SendResult:
         """Apply one event inside an open transaction (workers use this to fire timers
-        and feed effect outcomes in the same transaction as their own bookkeeping)."""
-        record = tx.get_session(item.session_id, for_update=True)
+        and feed effect outcomes in the same transaction as their own bookkeeping).
+
+        ``locked``: the session as the caller already read it with ``for_update`` in
+        this transaction (saves reading and locking it twice).
+        """
+        record = locked or tx.get_session(item.session_id, for_update=True)
         if record is None:
             raise SessionNotFound(item.session_id)
         prior = self._prior(tx, item)

@@ -83,7 +83,7 @@ class TimerWorker:
                 meta={"timer": timer.timer_id, "due_at": timer.due_at},
             )
             try:
-                self.engine.apply(tx, item)
+                self.engine.apply(tx, item, locked=record)
             except TransitionNotAllowed:
                 tx.finish_timer(timer.timer_id, "cancelled")
                 continue
