@@ -274,7 +274,7 @@ def _build_class(spec: FlowSpec, registry: Registry) -> type[StateChart[Any]]:
             for arm, target in state.outcomes.items():
                 states[name]["on"][f"{state.effect}.{arm}"] = [{"target": target}]
 
-    for transition in spec.transitions:
+    for _, transition in spec.in_precedence():
         for source in transition.sources:
             definition: dict[str, Any] = {"target": transition.to}
             if transition.guards:

@@ -142,6 +142,11 @@ def _register_builtins(registry: Registry) -> None:
         "destination.calldata is set: delivery is a contract call",
     )
     registry.add_guard(
+        "has_received",
+        lambda ctx: int(ctx.session.get("amounts", {}).get("received", 0)) > 0,
+        "some funds have arrived (so an expiry must give them back)",
+    )
+    registry.add_guard(
         "fully_paid",
         lambda ctx: _payment_position(ctx) >= 0,
         "the total received, this payment included, reaches amountUnits (within tolerance)",

@@ -50,6 +50,7 @@ def check_flow(spec: FlowSpec, positions: Positions, registry: Registry) -> list
         _ambiguous_transitions,
         _graph,
         _upgrade_map,
+        _variance_roles,
     )
     return [problem for check in checks for problem in check(spec, positions, registry)]
 
@@ -214,7 +215,7 @@ def _timers(spec: FlowSpec, at: Positions, _: Registry) -> Iterator[Problem]:
 
 def _ambiguous_transitions(spec: FlowSpec, at: Positions, _: Registry) -> Iterator[Problem]:
     seen: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for index, transition in enumerate(spec.transitions):
+    for index, transition in spec.in_precedence():
         for source in transition.sources:
             earlier = seen[(source, transition.event)]
             for other in earlier:
@@ -371,3 +372,37 @@ def check_upgrade(new: FlowSpec, old: FlowSpec) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _variance_roles(spec: FlowSpec, at: Positions, _: Registry) -> Iterator[Problem]:
+    """A variance policy that sends sessions somewhere needs that state to exist."""
+    variance = spec.variance
+    states = spec.states
+    review = variance.review_state or next(
+        (n for n, s in states.items() if s.status == "requires_review"), None
+    )
+    refund = variance.refund_state or next(
+        (n for n, s in states.items() if (s.effect or "").endswith(".refund")), None
+    )
+    for key in ("review_state", "refund_state"):
+        named = getattr(variance, key)
+        if named is not None and named not in states:
+            yield at.problem(
+                ("variance", key), f"unknown state '{named}'", did_you_mean(named, states, "states")
+            )
+    needs = {"underpaid": variance.underpaid, "overpaid": variance.overpaid}
+    for key, action in needs.items():
+        if action == "review" and review is None:
+            yield at.problem(
+                ("variance", key),
+                f"'{key}: review' needs a review state",
+                "add a state with 'status: requires_review', or name one in "
+                "'variance.review_state'",
+            )
+        if action in ("refund_all", "wait_until_expiry") and refund is None:
+            yield at.problem(
+                ("variance", key),
+                f"'{key}: {action}' needs a refund state",
+                "add a state whose effect refunds (e.g. 'effect: evm.refund'), or name one "
+                "in 'variance.refund_state'",
+            )

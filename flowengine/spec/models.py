@@ -41,6 +41,7 @@ from pydantic import (
 )
 
 from ..durations import parse_duration, parse_poll_schedule
+from .variance import desugar
 from .yamlpos import Positions
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -170,6 +171,10 @@ class TransitionSpec(_Strict):
         default_factory=list, description="effects requested when this transition is taken"
     )
     description: str | None = None
+    origin: Literal["variance"] | None = Field(
+        default=None,
+        description="set on transitions a variance policy adds; they are tried first",
+    )
 
     @property
     def condition(self) -> tuple[frozenset[str], frozenset[str]]:
@@ -193,6 +198,11 @@ class VarianceSpec(_Strict):
     """
 
     tolerance: Annotated[str, BeforeValidator(_text)] = "0"
+    underpaid: Literal["accept", "review", "refund_all", "wait_until_expiry"] = "accept"
+    overpaid: Literal["accept", "review", "refund_all"] = "accept"
+    paid_late: Literal["review", "refund_all", "accept"] = "review"
+    review_state: StateName | None = None
+    refund_state: StateName | None = None
 
     @field_validator("tolerance")
     @classmethod
@@ -234,6 +244,16 @@ class UpgradeSpec(_Strict):
 
 class FlowSpec(_Strict):
     """A whole flow file."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _desugar_variance(cls, data: object) -> object:
+        return desugar(data)
+
+    def in_precedence(self) -> list[tuple[int, TransitionSpec]]:
+        """Transitions in the order the machine tries them: policy-added ones first."""
+        indexed = list(enumerate(self.transitions))
+        return sorted(indexed, key=lambda pair: pair[1].origin != "variance")
 
     _source: FlowSource | None = PrivateAttr(default=None)
 

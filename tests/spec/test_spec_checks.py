@@ -383,7 +383,9 @@ transitions:
     found = problems(body)
     vip = one(found, "unknown guard 'is_vip'")
     assert at(vip) == where(body, "is_vip")
-    assert vip.hint == ("known guards: amount_fixed, fully_paid, has_calldata, overpaid, underpaid")
+    assert vip.hint == (
+        "known guards: amount_fixed, fully_paid, has_calldata, has_received, overpaid, underpaid"
+    )
     unless = one(found, "unknown guard 'amount_fxed'")
     assert at(unless) == where(body, "amount_fxed")
     assert unless.hint == "did you mean 'amount_fixed'?"
