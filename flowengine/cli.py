@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from .errors import FlowEngineError, FlowValidationError, Problem
-from .spec import FlowSpec, load_flow
+from .errors import FlowEngineError, FlowValidationError
+from .spec import FlowSpec, load_flow, load_flows
 
 DiagramFormat = Literal["dot", "svg", "png"]
 
@@ -131,22 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_all(paths: Sequence[Path]) -> list[FlowSpec]:
-    """Load every flow, collecting every file's problems before failing."""
-    specs: list[FlowSpec] = []
-    problems: list[Problem] = []
-    for path in paths:
-        try:
-            specs.append(load_flow(path))
-        except FlowValidationError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise FlowValidationError(problems)
-    return specs
-
-
 def _validate(args: argparse.Namespace) -> int:
-    for spec in _load_all(args.flows):
+    for spec in load_flows(args.flows):
         print(
             f"ok  {spec.source.file if spec.source else spec.name}: flow '{spec.name}' "
             f"version {spec.version}, {len(spec.states)} states, {len(spec.edges())} edges"

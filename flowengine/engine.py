@@ -26,13 +26,12 @@ from .compiler import CompiledFlow, EffectRequest, Request, TimerRequest, Webhoo
 from .errors import (
     FieldError,
     FlowEngineError,
-    FlowVersionConflict,
     IdempotencyConflict,
     SessionNotFound,
     TransitionNotAllowed,
     ValidationError,
 )
-from .flows import FlowRegistry, UnknownFlow
+from .flows import FlowRegistry, UnknownFlow, ensure_unchanged_in
 from .sessions import (
     Catalog,
     CreateSessionRequest,
@@ -609,11 +608,7 @@ class Engine:
         spec = flow.spec
         if spec.content_hash in self._saved_versions:
             return None
-        for known in tx.flow_versions(spec.name):
-            if known.version == spec.version and known.content_hash != spec.content_hash:
-                raise FlowVersionConflict(
-                    spec.name, spec.version, known.content_hash, spec.content_hash
-                )
+        ensure_unchanged_in(tx, spec)
         text = spec.source.text if spec.source else ""
         tx.save_flow_version(
             FlowVersionRecord(spec.name, spec.version, spec.content_hash, text, now)

@@ -12,9 +12,25 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .compiler import CompiledFlow, compile_flow
-from .errors import FlowEngineError, FlowValidationError, FlowVersionConflict, Problem
+from .errors import FlowEngineError, FlowVersionConflict
 from .registry import Registry, default_registry
-from .spec import FlowSpec, load_flow
+from .spec import FlowSpec, load_flow, load_flows
+from .store import Transaction
+
+
+def ensure_unchanged(spec: FlowSpec, known: Iterable[tuple[str, str, str]]) -> None:
+    """Refuse ``spec`` when a known (name, version, content hash) has its name and
+    version but other content: a changed flow needs a new ``version:``."""
+    for name, version, content_hash in known:
+        if (name, version) == (spec.name, spec.version) and content_hash != spec.content_hash:
+            raise FlowVersionConflict(spec.name, spec.version, content_hash, spec.content_hash)
+
+
+def ensure_unchanged_in(tx: Transaction, spec: FlowSpec) -> None:
+    """:func:`ensure_unchanged` against the versions a store holds."""
+    ensure_unchanged(
+        spec, ((v.name, v.version, v.content_hash) for v in tx.flow_versions(spec.name))
+    )
 
 
 class UnknownFlow(FlowEngineError):
@@ -37,25 +53,14 @@ class FlowRegistry:
     ) -> FlowRegistry:
         """Every ``*.yaml`` flow in ``directory``; all files' problems are reported together."""
         registry = registry or default_registry()
-        specs: list[FlowSpec] = []
-        problems: list[Problem] = []
-        for path in sorted(Path(directory).glob("*.yaml")):
-            try:
-                specs.append(load_flow(path, registry=registry))
-            except FlowValidationError as exc:
-                problems.extend(exc.problems)
-        if problems:
-            raise FlowValidationError(problems)
-        return cls(specs, registry)
+        return cls(load_flows(sorted(Path(directory).glob("*.yaml")), registry=registry), registry)
 
     def add(self, spec: FlowSpec) -> CompiledFlow:
         """Make ``spec`` the current version of its flow."""
-        for known in self._by_hash.values():
-            same = (known.spec.name, known.spec.version) == (spec.name, spec.version)
-            if same and known.spec.content_hash != spec.content_hash:
-                raise FlowVersionConflict(
-                    spec.name, spec.version, known.spec.content_hash, spec.content_hash
-                )
+        ensure_unchanged(
+            spec,
+            ((c.spec.name, c.spec.version, c.spec.content_hash) for c in self._by_hash.values()),
+        )
         compiled = compile_flow(spec, self.registry)
         self._current[spec.name] = compiled
         self._by_hash[spec.content_hash] = compiled

@@ -24,7 +24,8 @@ from typing import Any
 
 from .clock import SystemClock
 from .compiler import CompiledFlow, EffectRequest, compile_flow
-from .errors import FlowEngineError, FlowVersionConflict, Problem, TransitionNotAllowed
+from .errors import FlowEngineError, Problem, TransitionNotAllowed
+from .flows import ensure_unchanged_in
 from .registry import Registry, default_registry
 from .spec import FlowSpec, check_upgrade, load_flow
 from .store import EventRecord, FlowVersionRecord, SessionRecord, Store, open_store
@@ -226,11 +227,7 @@ def deploy(
         )
     text = new.source.text if new.source else ""
     with store.transaction() as tx:
-        for known in tx.flow_versions(new.name):
-            if known.version == new.version and known.content_hash != new.content_hash:
-                raise FlowVersionConflict(
-                    new.name, new.version, known.content_hash, new.content_hash
-                )
+        ensure_unchanged_in(tx, new)
         tx.save_flow_version(
             FlowVersionRecord(new.name, new.version, new.content_hash, text, now_ms)
         )

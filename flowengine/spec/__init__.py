@@ -1,7 +1,7 @@
 """The flow language: models, loading with positions, static checks."""
 
 from .checks import check_upgrade
-from .loader import load_flow
+from .loader import load_flow, load_flows
 from .models import (
     Edge,
     FlowSource,
@@ -22,4 +22,5 @@ __all__ = [
     "UpgradeSpec",
     "check_upgrade",
     "load_flow",
+    "load_flows",
 ]

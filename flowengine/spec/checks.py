@@ -16,6 +16,7 @@ from statemachine import StateChart
 from ..errors import Problem
 from ..registry import Registry
 from .models import FlowSpec
+from .variance import roles
 from .yamlpos import Positions
 
 #: Names python-statemachine uses for its own attributes: a state or event with one of
@@ -242,12 +243,11 @@ def _graph(spec: FlowSpec, at: Positions, _: Registry) -> Iterator[Problem]:
     initial = [name for name, state in spec.states.items() if state.initial]
     if len(initial) != 1:
         return
-    successors: dict[str, set[str]] = defaultdict(set)
+    successors = _successors(spec)
     predecessors: dict[str, set[str]] = defaultdict(set)
-    for edge in spec.edges():
-        if edge.source in spec.states and edge.target in spec.states:
-            successors[edge.source].add(edge.target)
-            predecessors[edge.target].add(edge.source)
+    for source, targets in successors.items():
+        for target in targets:
+            predecessors[target].add(source)
 
     reachable = _closure(initial[0], successors)
     for name in spec.states:
@@ -296,6 +296,15 @@ def _graph(spec: FlowSpec, at: Positions, _: Registry) -> Iterator[Problem]:
             )
 
 
+def _successors(spec: FlowSpec) -> dict[str, set[str]]:
+    """Where each state leads (edges between known states only)."""
+    successors: dict[str, set[str]] = defaultdict(set)
+    for edge in spec.edges():
+        if edge.source in spec.states and edge.target in spec.states:
+            successors[edge.source].add(edge.target)
+    return successors
+
+
 def _closure(start: str, graph: dict[str, set[str]]) -> set[str]:
     seen = {start}
     queue = deque([start])
@@ -319,10 +328,7 @@ def _upgrade_map(spec: FlowSpec, at: Positions, _: Registry) -> Iterator[Problem
             "name the older versions this one takes over, e.g. 'from: 1'",
         )
     initial = [name for name, state in spec.states.items() if state.initial]
-    successors: dict[str, set[str]] = defaultdict(set)
-    for edge in spec.edges():
-        successors[edge.source].add(edge.target)
-    reachable = _closure(initial[0], successors) if len(initial) == 1 else set(spec.states)
+    reachable = _closure(initial[0], _successors(spec)) if len(initial) == 1 else set(spec.states)
     for old, new in upgrade.migrate.items():
         path = ("upgrade", "migrate", old)
         if new not in spec.states:
@@ -378,12 +384,7 @@ def _variance_roles(spec: FlowSpec, at: Positions, _: Registry) -> Iterator[Prob
     """A variance policy that sends sessions somewhere needs that state to exist."""
     variance = spec.variance
     states = spec.states
-    review = variance.review_state or next(
-        (n for n, s in states.items() if s.status == "requires_review"), None
-    )
-    refund = variance.refund_state or next(
-        (n for n, s in states.items() if (s.effect or "").endswith(".refund")), None
-    )
+    review, refund = roles(spec.model_dump(by_alias=True))
     for key in ("review_state", "refund_state"):
         named = getattr(variance, key)
         if named is not None and named not in states:

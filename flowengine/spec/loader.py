@@ -7,6 +7,7 @@ models (shape) → static checks (meaning). Every failure on the way becomes a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,20 @@ def load_flow(
         raise FlowValidationError(problems)
     spec._source = FlowSource(file, text, positions)
     return spec
+
+
+def load_flows(paths: Iterable[str | Path], *, registry: Registry | None = None) -> list[FlowSpec]:
+    """Load several flows, reporting every file's problems together before failing."""
+    specs: list[FlowSpec] = []
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            specs.append(load_flow(path, registry=registry))
+        except FlowValidationError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise FlowValidationError(problems)
+    return specs
 
 
 def _shape_problems(errors: list[ErrorDetails], at: Positions, data: Any) -> list[Problem]:
