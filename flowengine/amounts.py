@@ -21,6 +21,7 @@ from typing import Any
 from .errors import FieldError, ValidationError
 
 KINDS = ("received", "delivered", "refunded")
+EFFECT_AMOUNTS = ("held", "due", "excess")
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,41 @@ def fold(events: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
     for event, payload in events:
         projection = apply(projection, event, payload)
     return projection
+
+
+def totals(projection: Mapping[str, Any]) -> dict[str, int]:
+    """received, delivered, refunded and held (what is left) in base units."""
+    received, delivered, refunded = (int(projection.get(kind, 0)) for kind in KINDS)
+    return {
+        "received": received,
+        "delivered": delivered,
+        "refunded": refunded,
+        "held": received - delivered - refunded,
+    }
+
+
+def expected_units(session: Mapping[str, Any]) -> int | None:
+    """``destination.amountUnits`` in base units, or None when the payer chooses."""
+    from .sessions import to_base_units
+
+    destination = session.get("destination")
+    if not isinstance(destination, Mapping) or destination.get("amountUnits") is None:
+        return None
+    return to_base_units(str(destination["amountUnits"]), int(destination.get("decimals", 0)))
+
+
+def effect_units(amount: str, session: Mapping[str, Any]) -> int:
+    """The base units a state's ``amount:`` names, from the session as it is now.
+
+    ``held`` is what the session holds (received − delivered − refunded); ``due`` the
+    part of it still owed to the merchant (at most amountUnits − delivered; all of it
+    when the payer chose the amount); ``excess`` the rest. held = due + excess always.
+    """
+    moved = totals(session.get("amounts", {}))
+    held, delivered = moved["held"], moved["delivered"]
+    expected = expected_units(session)
+    due = held if expected is None else max(0, min(held, expected - delivered))
+    units = {"held": held, "due": due, "excess": held - due}
+    if amount not in units:
+        raise ValueError(f"unknown amount '{amount}': expected one of {', '.join(units)}")
+    return units[amount]

@@ -42,6 +42,8 @@ class EffectRequest:
 
     effect: str
     state: str
+    amount: str | None = None
+    """The state's ``amount:`` (held, due, excess), fixed in base units when requested."""
     kind: Literal["effect"] = "effect"
 
 
@@ -250,7 +252,7 @@ def _entry_requests(name: str, state: StateSpec) -> list[Request]:
     """What entering ``state`` asks for: its effect, its timers, its webhooks."""
     requests: list[Request] = []
     if state.effect:
-        requests.append(EffectRequest(state.effect, name))
+        requests.append(EffectRequest(state.effect, name, state.amount))
     for timer in state.timers:
         requests.append(TimerRequest(timer.event, name, timer.after_seconds, timer.at))
     for webhook in state.emit:

@@ -637,6 +637,7 @@ class Engine:
                         attempts=0,
                         available_at=now,
                         created_at=now,
+                        params=_effect_params(request, record),
                     )
                 )
             elif isinstance(request, TimerRequest):
@@ -654,6 +655,14 @@ class Engine:
                     "data": {"session": session_view(record).full()},
                 }
                 tx.add_webhook(record.session_id, request.type, body, now)
+
+
+def _effect_params(request: EffectRequest, record: SessionRecord) -> dict[str, Any] | None:
+    """The amount a state's ``amount:`` names, fixed now, after this event's own money
+    is counted, so a retry or a takeover after a crash moves the same units."""
+    if request.amount is None:
+        return None
+    return {"units": amounts.effect_units(request.amount, record.data)}
 
 
 def _request_rows(requests: Sequence[Request]) -> list[dict[str, Any]]:
@@ -685,7 +694,8 @@ def session_view(record: SessionRecord, history: Sequence[EventRecord] | None = 
             "flow": {"name": record.flow_name, "version": record.flow_version},
             "state": record.state,
             "amounts": {
-                kind: format_units(int(moved.get(kind, 0)), decimals) for kind in amounts.KINDS
+                kind: ("-" if units < 0 else "") + format_units(abs(units), decimals)
+                for kind, units in amounts.totals(moved).items()
             },
             "txHashes": list(moved.get("txHashes", [])),
             "history": [

@@ -19,6 +19,8 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
+from . import amounts
+
 ENTRY_POINT_GROUP = "flowengine.adapters"
 
 
@@ -114,13 +116,9 @@ def _destination(session: Mapping[str, Any]) -> Mapping[str, Any]:
 def _payment_position(ctx: GuardContext) -> int:
     """-1 underpaid, 0 paid within tolerance, +1 overpaid: the total received so far plus
     this event's ``units`` against ``amountUnits``, exact integers in base units."""
-    from .sessions import to_base_units
-
-    destination = _destination(ctx.session)
-    amount = destination.get("amountUnits")
-    if amount is None:
+    expected = amounts.expected_units(ctx.session)
+    if expected is None:
         return 0  # the payer chose the amount: whatever arrived is the amount
-    expected = to_base_units(str(amount), int(destination.get("decimals", 0)))
     moved = ctx.session.get("amounts", {})
     units = ctx.payload.get("units", 0)
     received = int(moved.get("received", 0)) + (units if isinstance(units, int) else 0)

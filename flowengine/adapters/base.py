@@ -25,13 +25,19 @@ Outcome = Literal["ok", "failed", "pending", "unknown"]
 
 @dataclass(frozen=True)
 class EffectCall:
-    """What an adapter gets: the effect, its idempotency key and the session's data."""
+    """What an adapter gets: the effect, its idempotency key and the session's data.
+
+    ``params`` were fixed when the flow requested the effect; ``params["units"]``, when
+    present, is the exact amount to move (a state's ``amount:``) and takes precedence
+    over anything the adapter would work out from ``session``.
+    """
 
     key: str
     effect: str
     session_id: str
     session: Mapping[str, Any]
     attempt: int
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

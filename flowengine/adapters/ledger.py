@@ -16,6 +16,7 @@ import threading
 from collections import defaultdict, deque
 from pathlib import Path
 
+from ..amounts import effect_units
 from .base import EffectCall, EffectResult, Outcome
 
 _SCHEMA = """
@@ -81,14 +82,12 @@ class LedgerAdapter:
 
 
 def _units_for(call: EffectCall) -> int:
-    """Deliver what arrived (Daimo's behaviour), settle confirms what was delivered,
-    refund returns what the session still holds."""
+    """The amount the flow fixed (``params["units"]``) if it did; otherwise deliver and
+    refund move what the session holds (Daimo delivers what arrived) and settle
+    confirms what was delivered."""
+    if "units" in call.params:
+        return int(call.params["units"])
     moved = call.session.get("amounts", {})
-    received = int(moved.get("received", 0))
-    delivered = int(moved.get("delivered", 0))
-    refunded = int(moved.get("refunded", 0))
-    if call.effect.endswith(".refund"):
-        return received - delivered - refunded
     if call.effect.endswith(".settle"):
-        return delivered
-    return received - delivered
+        return int(moved.get("delivered", 0))
+    return effect_units("held", call.session)

@@ -593,6 +593,9 @@ class Amounts(_Resource):
     received: Units
     delivered: Units
     refunded: Units
+    held: Annotated[str, Field(pattern=r"^-?[0-9]+(\.[0-9]+)?$")]
+    """received − delivered − refunded: what the engine holds for this session now.
+    Negative only when adapters reported moving more than arrived: a case for review."""
 
 
 class HistoryEntry(_Resource):

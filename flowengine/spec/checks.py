@@ -134,6 +134,15 @@ def _effects_and_outcomes(spec: FlowSpec, at: Positions, _: Registry) -> Iterato
                 "outcomes say where an effect's result leads; add 'effect: <adapter.op>'",
                 key=True,
             )
+        for key in ("amount", "poll"):
+            if getattr(state, key) is not None and not state.effect:
+                yield at.problem(
+                    ("states", name, key),
+                    f"state '{name}' has '{key}' but no effect",
+                    f"'{key}' belongs to the state's effect; add 'effect: <adapter.op>' or "
+                    f"remove '{key}'",
+                    key=True,
+                )
         if state.effect and "done" not in state.outcomes:
             yield at.problem(
                 ("states", name, "effect"),
@@ -400,7 +409,14 @@ def _variance_roles(spec: FlowSpec, at: Positions, _: Registry) -> Iterator[Prob
                 "add a state with 'status: requires_review', or name one in "
                 "'variance.review_state'",
             )
-        if action in ("refund_all", "wait_until_expiry") and refund is None:
+        if action == "refund_difference" and review is None:
+            yield at.problem(
+                ("variance", key),
+                f"'{key}: refund_difference' needs a review state",
+                "an excess refund that fails leaves the whole payment held for a person; add "
+                "a state with 'status: requires_review', or name one in 'variance.review_state'",
+            )
+        if action in ("refund_all", "wait_until_expiry", "refund_difference") and refund is None:
             yield at.problem(
                 ("variance", key),
                 f"'{key}: {action}' needs a refund state",

@@ -135,6 +135,17 @@ def _shape_problem(error: ErrorDetails, at: Positions, data: Any) -> Problem:
         )
     if kind == "literal_error" and path == ("flowengine",):
         return at.problem(path, "unsupported flow-language version", "write 'flowengine: 1'")
+    if (
+        kind == "literal_error"
+        and path == ("variance", "underpaid")
+        and error["input"] == "refund_difference"
+    ):
+        return at.problem(
+            path,
+            "an underpayment has no difference to refund",
+            "nothing beyond amountUnits arrived; give it all back with 'refund_all', "
+            "wait for the rest with 'wait_until_expiry', or send it to 'review'",
+        )
     message = error["msg"].removeprefix("Value error, ")
     return at.problem(path, message, _hint_for(kind))
 

@@ -133,6 +133,13 @@ class StateSpec(_Strict):
         default_factory=dict,
         description="where the effect's outcome leads: done, failed, pending, unknown",
     )
+    amount: Literal["held", "due", "excess"] | None = Field(
+        default=None,
+        description="what the effect moves, fixed in base units when it is requested: held "
+        "(received − delivered − refunded), due (what is still owed to the merchant: held, "
+        "at most amountUnits − delivered), excess (held − due); without it the adapter "
+        "moves what the session holds",
+    )
     poll: list[str] | None = Field(
         default=None,
         description="when the effect answers pending or unknown: when to ask its adapter "
@@ -199,8 +206,8 @@ class VarianceSpec(_Strict):
 
     tolerance: Annotated[str, BeforeValidator(_text)] = "0"
     underpaid: Literal["accept", "review", "refund_all", "wait_until_expiry"] = "accept"
-    overpaid: Literal["accept", "review", "refund_all"] = "accept"
-    paid_late: Literal["review", "refund_all", "accept"] = "review"
+    overpaid: Literal["accept", "review", "refund_all", "refund_difference"] = "accept"
+    paid_late: Literal["review", "refund_all", "refund_difference", "accept"] = "review"
     review_state: StateName | None = None
     refund_state: StateName | None = None
 

@@ -9,15 +9,26 @@ transitions and nothing has a second code path. Added transitions carry
 
 The payment transitions a policy applies to are the flow's ``payment_detected``
 transitions into a state whose effect delivers (``*.deliver`` or ``*.call``).
+
+``overpaid: refund_difference`` is the one policy that adds a state: an overpayment
+goes first to ``refunding_excess``, whose refund effect moves exactly the excess
+(``amount: excess``, fixed in base units when requested), and from there to the
+delivering state, which then delivers what is left: amountUnits. A failed excess
+refund goes to review with the whole payment still held.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-UNDERPAID = ("accept", "review", "refund_all", "wait_until_expiry")
-OVERPAID = ("accept", "review", "refund_all")
-PAID_LATE = {"review": "review", "refund_all": "refund", "accept": "ignore"}
+PAID_LATE = {
+    "review": "review",
+    "refund_all": "refund",
+    # a payment to a finished session is all excess: its difference is all of it
+    "refund_difference": "refund",
+    "accept": "ignore",
+}
+EXCESS_STATE = "refunding_excess"
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -47,6 +58,7 @@ def desugar(data: Any) -> Any:
     found_transitions = data.get("transitions")
     transitions: list[Any] = found_transitions if isinstance(found_transitions, list) else []
     sources: list[str] = []
+    targets: dict[str, list[str]] = {}  # delivering state -> the states paying into it
     for transition in transitions:
         if not isinstance(transition, dict) or transition.get("event") != "payment_detected":
             continue
@@ -57,8 +69,11 @@ def desugar(data: Any) -> Any:
             for source in [found] if isinstance(found, str) else found or []:
                 if isinstance(source, str) and source not in sources:
                     sources.append(source)
+                if isinstance(source, str):
+                    targets.setdefault(str(transition.get("to")), []).append(source)
     review, refund = roles(data)
     added: list[dict[str, Any]] = []
+    added_states: dict[str, Any] = {}
 
     def route(guard: str, action: Any) -> None:
         destination = {"review": review, "refund_all": refund}.get(str(action))
@@ -69,10 +84,33 @@ def desugar(data: Any) -> Any:
                 added.append(_transition("payment_detected", [source], source, guard, action))
             added.append(_transition("expire", sources, refund, "has_received", action))
 
+    def refund_excess_then_deliver() -> None:
+        refund_effect = _mapping(states.get(refund)).get("effect") if refund else None
+        if not (refund_effect and review):
+            return  # the checker names the missing role state
+        for target, paying in targets.items():
+            name = EXCESS_STATE if len(targets) == 1 else f"{EXCESS_STATE}_for_{target}"
+            added_states[name] = {
+                "label": "Overpaid, refunding the excess",
+                "description": "variance policy: overpaid → refund_difference",
+                "effect": refund_effect,
+                "amount": "excess",
+                "outcomes": {"done": target, "failed": review},
+            }
+            added.append(
+                _transition("payment_detected", paying, name, "overpaid", "refund_difference")
+            )
+
     route("underpaid", variance.get("underpaid", "accept"))
-    route("overpaid", variance.get("overpaid", "accept"))
+    overpaid = variance.get("overpaid", "accept")
+    if overpaid == "refund_difference":
+        refund_excess_then_deliver()
+    else:
+        route("overpaid", overpaid)
     late = PAID_LATE.get(str(variance.get("paid_late", "review")))
     result = dict(data)
+    if added_states:
+        result["states"] = {**states, **added_states}
     if added:
         result["transitions"] = [*transitions, *added]
     if late and "paid_late" in variance:

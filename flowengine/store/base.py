@@ -80,6 +80,9 @@ class EffectRecord:
     lease_until: int | None = None
     claimed_by: str | None = None
     last_error: str | None = None
+    params: Mapping[str, Any] | None = None
+    """Fixed when the effect was requested, e.g. ``{"units": 5_000_000}`` for a state
+    with ``amount: excess``: a retry moves the same amount whatever happened since."""
 
 
 @dataclass(frozen=True)

@@ -372,6 +372,12 @@ class SqlTransaction:
             r[0], r[1], r[2], r[3], r[4], r[5], dec(r[6]), tuple(dec(r[7])), r[8], r[9], dec(r[10])
         )
 
+    def _effect(self, r: Any) -> EffectRecord:
+        params = None if r[12] is None else self._dec(r[12])
+        return EffectRecord(
+            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], params
+        )
+
     def _webhook(self, r: Any) -> WebhookRecord:
         return WebhookRecord(r[0], r[1], r[2], self._dec(r[3]), r[4], r[5], r[6], r[7])
 
@@ -392,8 +398,8 @@ class SqlTransaction:
             "entered_seq": r.entered_seq,
         }
 
-    @staticmethod
-    def _effect_params(r: EffectRecord) -> dict[str, Any]:
+    def _effect_params(self, r: EffectRecord) -> dict[str, Any]:
+        enc = self._enc
         return {
             "key": r.key,
             "session_id": r.session_id,
@@ -407,6 +413,7 @@ class SqlTransaction:
             "lease_until": r.lease_until,
             "claimed_by": r.claimed_by,
             "last_error": r.last_error,
+            "params": None if r.params is None else enc(r.params),
         }
 
     # sessions and their log
@@ -491,12 +498,12 @@ class SqlTransaction:
     def claim_effects(self, now: int, limit: int, worker: str, lease_ms: int) -> list[EffectRecord]:
         params = {"now": now, "limit": limit, "p_lease_until": now + lease_ms, "p_worker": worker}
         rows = self._all(self._sql.claim_effects, params)
-        rows.sort(key=lambda r: (r[7], r[12]))  # (available_at, id): the memory store's order
-        return [EffectRecord(*r[:12]) for r in rows]
+        rows.sort(key=lambda r: (r[7], r[13]))  # (available_at, id): the memory store's order
+        return [self._effect(r) for r in rows]
 
     def get_effect(self, key: str) -> EffectRecord | None:
         row = self._one(self._sql.get_effect, {"key": key})
-        return None if row is None else EffectRecord(*row)
+        return None if row is None else self._effect(row)
 
     def update_effect(self, record: EffectRecord) -> None:
         params = self._effect_params(record)
@@ -536,7 +543,7 @@ class SqlTransaction:
 
     def effects(self, session_id: str) -> list[EffectRecord]:
         rows = self._all(self._sql.effects, {"session_id": session_id})
-        return [EffectRecord(*r) for r in rows]
+        return [self._effect(r) for r in rows]
 
     # flow versions
     def save_flow_version(self, record: FlowVersionRecord) -> None:

@@ -104,6 +104,7 @@ effects = Table(
     Column("lease_until", Millis, nullable=True),
     Column("claimed_by", String, nullable=True),
     Column("last_error", Text, nullable=True),
+    Column("params", Json, nullable=True),
     Index("ix_effects_status_available_at", "status", "available_at"),
     Index("ix_effects_session_id", "session_id"),
 )

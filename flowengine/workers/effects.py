@@ -127,7 +127,12 @@ class EffectRunner:
                 return None
             tx.update_effect(replace(current, lease_until=now + self.lease_ms))
             return EffectCall(
-                effect.key, effect.effect, effect.session_id, record.data, effect.attempts
+                effect.key,
+                effect.effect,
+                effect.session_id,
+                record.data,
+                effect.attempts,
+                effect.params or {},
             )
 
     def _still_mine(self, current: EffectRecord | None, claimed: EffectRecord) -> bool:

@@ -61,6 +61,8 @@ def test_every_path_of_every_shipped_flow(
             payload = dict(PAYLOADS.get(edge.event, {}))
             if "underpaid" in edge.guard:
                 payload["units"] = 10_000_000  # short of 25.00 by more than the tolerance
+            elif "overpaid" in edge.guard:
+                payload["units"] = 30_000_000 - received  # 5.00 over, beyond the tolerance
             elif "fully_paid" in edge.guard:
                 payload["units"] = 25_000_000 - received  # the rest
             received += payload.get("units", 0)

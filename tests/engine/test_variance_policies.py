@@ -123,3 +123,78 @@ def test_a_policy_without_the_state_it_needs_is_located(tmp_path: Path) -> None:
         in found["'underpaid: review' needs a review state"]
     )
     assert found["unknown state 'refundng'"] == "did you mean 'refunding'?"
+
+
+def test_overpaid_refund_difference_delivers_amount_units_and_refunds_the_rest(
+    store_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    engine = engine_for("{tolerance: 1%, overpaid: refund_difference}", store_url, clock)
+    over = engine.create_session(create_request()).session_id
+    assert engine.send(over, "payment_detected", pay(30_000_123)).state == "refunding_excess"
+    with engine.store.transaction() as tx:
+        (requested,) = tx.effects(over)
+    assert (requested.effect, requested.params) == ("evm.refund", {"units": 5_000_123})
+    within = engine.create_session(create_request()).session_id
+    assert engine.send(within, "payment_detected", pay(25_200_000, 2)).state == "paid"
+
+    ledger = drain(engine, tmp_path)
+
+    session = engine.get(over)
+    assert session.status == "completed"
+    assert (session.amounts.received, session.amounts.delivered) == ("30.000123", "25.00")
+    assert (session.amounts.refunded, session.amounts.held) == ("5.000123", "0.00")
+    moved = [(effect, units) for key, effect, units in ledger.transfers() if over in key]
+    assert moved == [
+        ("evm.refund", 5_000_123),
+        ("evm.deliver", 25_000_000),
+        ("evm.settle", 25_000_000),
+    ]
+    assert engine.get(within).amounts.delivered == "25.20"  # within tolerance: accepted
+
+
+def test_a_failed_excess_refund_leaves_everything_held_for_review(
+    store_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    engine = engine_for("{overpaid: refund_difference}", store_url, clock)
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", pay(40_000_000))
+    ledger = LedgerAdapter(tmp_path / "ledger.db")
+    ledger.script("evm.refund", "failed")
+    runner = EffectRunner(
+        engine, dict.fromkeys(("evm.deliver", "evm.settle", "evm.refund"), ledger)
+    )
+    while runner.run_once():
+        pass
+    session = engine.get(sid)
+    assert (session.status, session.amounts.held, session.amounts.delivered) == (
+        "requires_review",
+        "40.00",
+        "0.00",
+    )
+
+
+def test_paid_late_refund_difference_refunds_the_late_payment(
+    store_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    engine = engine_for("{paid_late: refund_difference}", store_url, clock)
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", pay(25_000_000))
+    drain(engine, tmp_path)
+    late = engine.send(sid, "payment_detected", pay(7_000_000, 9))
+    assert late.event.meta["late"] == "refund"
+    drain(engine, tmp_path)
+    session = engine.get(sid)
+    assert (session.status, session.amounts.refunded, session.amounts.held) == (
+        "completed",
+        "7.00",
+        "0.00",
+    )
+
+
+def test_refund_difference_is_refused_for_an_underpayment_with_a_hint() -> None:
+    with pytest.raises(FlowValidationError) as refused:
+        load_flow("deposit.yaml", text=with_policy("{underpaid: refund_difference}"))
+    (problem,) = refused.value.problems
+    assert problem.message == "an underpayment has no difference to refund"
+    assert "'refund_all'" in problem.hint
+    assert problem.line == V1.count("\n") + 2  # the 'variance:' line appended to the file

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from flowengine.amounts import effect_units
 from flowengine.clock import ManualClock
 from flowengine.durations import parse_duration
 from flowengine.engine import Engine
@@ -38,7 +39,7 @@ BASE_USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 PAYLOADS: dict[str, dict[str, Any]] = {
     "payment_detected": {"units": 25_000_000, "txHash": "0x" + "aa" * 32},
 }
-DONE_PAYLOAD: dict[str, Any] = {"units": 25_000_000, "txHash": "0x" + "bb" * 32}
+DONE_TX_HASH = "0x" + "bb" * 32  # the transaction an effect's adapter reports
 #: destination.amountUnits when the amount is fixed ("25.00" USDC), in base units.
 AMOUNT_UNITS = 25_000_000
 
@@ -103,7 +104,8 @@ class Walk:
 
     def outcome(self, event: str, *, to: str, effects: list[str]) -> None:
         """An effect's outcome, as the effect runner feeds it back: `<effect>.<arm>`."""
-        self.engine.send(self.session_id, event, DONE_PAYLOAD if event.endswith(".done") else {})
+        payload = self._moved(event.removesuffix(".done")) if event.endswith(".done") else {}
+        self.engine.send(self.session_id, event, payload)
         self._check(event, to, effects)
 
     def timer(self, event: str, *, due: str, to: str, effects: list[str]) -> None:
@@ -128,6 +130,22 @@ class Walk:
 
     def visited(self, states: list[str]) -> None:
         assert [row.target for row in self.engine.history(self.session_id)] == states
+
+    def _moved(self, effect: str) -> dict[str, Any]:
+        """What an adapter reports when `effect` is done: the units the flow fixed for
+        it (a state's `amount:`), else what the session holds (settle: what was
+        delivered), as the ledger adapter does."""
+        with self.engine.store.transaction() as tx:
+            requested = [e for e in tx.effects(self.session_id) if e.effect == effect]
+        params = (requested[-1].params or {}) if requested else {}
+        data = self.engine.record(self.session_id).data
+        if "units" in params:
+            units = params["units"]
+        elif effect.endswith(".settle"):
+            units = data["amounts"]["delivered"]
+        else:
+            units = effect_units("held", data)
+        return {"units": units, "txHash": DONE_TX_HASH}
 
     def _payload(self, event: str, pay: str) -> dict[str, Any]:
         """The event's payload. A payment with `pay` brings the total received to exactly

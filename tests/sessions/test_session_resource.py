@@ -43,7 +43,7 @@ def make_session(**changes: Any) -> Session:
         "expiresAt": 1_700_003_600,
         "flow": {"name": "deposit", "version": "3"},
         "state": "created",
-        "amounts": {"received": "0.00", "delivered": "0.00", "refunded": "0.00"},
+        "amounts": {"received": "0.00", "delivered": "0.00", "refunded": "0.00", "held": "0.00"},
         "history": [{"event": "create", "from": None, "to": "created", "at": 1_700_000_000}],
     }
     fields.update(changes)
@@ -100,7 +100,7 @@ def test_a_delivered_session_shows_its_delivery() -> None:
     session = make_session(
         status="succeeded",
         state="completed",
-        amounts={"received": "25.00", "delivered": "25.00", "refunded": "0.00"},
+        amounts={"received": "25.00", "delivered": "25.00", "refunded": "0.00", "held": "0.00"},
         txHashes=[TX],
     )
     full = session.full()
@@ -130,8 +130,8 @@ def test_ids_and_secrets_are_random() -> None:
     "change",
     [
         {"sessionId": "ABC"},
-        {"amounts": {"received": "1e3", "delivered": "0", "refunded": "0"}},
-        {"amounts": {"received": "-1", "delivered": "0", "refunded": "0"}},
+        {"amounts": {"received": "1e3", "delivered": "0", "refunded": "0", "held": "0"}},
+        {"amounts": {"received": "-1", "delivered": "0", "refunded": "0", "held": "0"}},
         {"state_name": "created"},  # a misspelt field fails loudly
     ],
 )
