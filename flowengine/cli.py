@@ -97,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     show.set_defaults(run=_sessions_show)
 
     review = sessions_commands.add_parser(
-        "review", help="sessions waiting for a person (status requires_review), oldest first"
+        "review",
+        help="sessions waiting for a person (status requires_review), oldest first, then "
+        "effects and timers the workers parked",
     )
     review.add_argument("--store", required=True, help="store URL")
     review.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
@@ -204,16 +206,30 @@ def _sessions_review(args: argparse.Namespace) -> int:
     engine = _engine_for(args)
     try:
         waiting = engine.review_queue()
+        parked = engine.parked_work()
     finally:
         engine.store.close()
     for record in waiting:
-        since = datetime.fromtimestamp(record.updated_at / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
         print(
             f"{record.session_id}  {record.flow_name} v{record.flow_version}  "
-            f"{record.state}  since {since}"
+            f"{record.state}  since {_when(record.updated_at)}"
         )
     print(f"{len(waiting)} session{'s' if len(waiting) != 1 else ''} waiting for review")
+    for effect in parked.effects:
+        print(
+            f"parked effect {effect.key}  after {effect.attempts} attempt(s) since "
+            f"{_when(effect.available_at)}: {effect.last_error or 'no detail'}"
+        )
+    for timer in parked.timers:
+        print(
+            f"failed timer {timer.event} of {timer.session_id} ({timer.state})  "
+            f"due {_when(timer.due_at)}"
+        )
     return 0
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _sessions_override(args: argparse.Namespace) -> int:

@@ -47,6 +47,7 @@ from .store import (
     FlowVersionRecord,
     SessionRecord,
     Store,
+    TimerRecord,
     Transaction,
     open_store,
 )
@@ -224,7 +225,9 @@ class Engine:
         """Apply one of the :meth:`allowed_events` by hand, recording who and why.
 
         The log row carries ``{"override": true, "actor", "reason"}`` in its meta, so an
-        audit of the session shows every human decision next to the machine's.
+        audit of the session shows every human decision next to the machine's. Effects
+        of the session parked for review are settled by the decision: they are marked
+        ``cancelled`` (with the actor and reason), in the same transaction.
         """
         if not reason.strip() or not actor.strip():
             raise ValidationError(
@@ -244,7 +247,19 @@ class Engine:
             meta={"override": True, "actor": actor, "reason": reason},
         )
         with self.store.transaction() as tx:
-            return self.apply(tx, item)
+            result = self.apply(tx, item)
+            for parked in tx.effects(session_id):
+                if parked.status == "review":
+                    note = f"settled by override {event} ({actor}: {reason})"
+                    tx.update_effect(replace(parked, status="cancelled", last_error=note))
+            return result
+
+    def parked_work(self, limit: int = 100) -> ParkedWork:
+        """What the workers gave up on and left for a person, oldest first: effects in
+        ``review`` (an adapter that kept raising, an outcome nobody could take) and
+        timers that ``failed`` to fire. An override of the session settles its effects."""
+        with self.store.transaction() as tx:
+            return ParkedWork(tx.parked_effects(limit), tx.failed_timers(limit))
 
     def review_queue(self, flow_names: Sequence[str] | None = None) -> list[SessionRecord]:
         """Sessions waiting in a review state (status ``requires_review``), oldest first."""
@@ -655,6 +670,12 @@ class Engine:
                     "data": {"session": session_view(record).full()},
                 }
                 tx.add_webhook(record.session_id, request.type, body, now)
+
+
+@dataclass(frozen=True)
+class ParkedWork:
+    effects: list[EffectRecord]
+    timers: list[TimerRecord]
 
 
 def _effect_params(request: EffectRequest, record: SessionRecord) -> dict[str, Any] | None:

@@ -196,6 +196,13 @@ class Transaction(Protocol):
 
     def effects(self, session_id: str) -> list[EffectRecord]: ...
 
+    def parked_effects(self, limit: int) -> list[EffectRecord]:
+        """Effects parked for a person (status ``review``), oldest first: the runner gave
+        up on them (an adapter that kept raising, a poll schedule that ran out)."""
+
+    def failed_timers(self, limit: int) -> list[TimerRecord]:
+        """Timers parked as ``failed`` (firing them raised), earliest due first."""
+
     # flow versions
     def save_flow_version(self, record: FlowVersionRecord) -> None:
         """Insert if absent (by content hash)."""

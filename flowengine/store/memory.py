@@ -242,6 +242,14 @@ class MemoryTransaction:
     def effects(self, session_id: str) -> list[EffectRecord]:
         return [self.s.effect_rows[key] for key in self.s.effect_keys.get(session_id, ())]
 
+    def parked_effects(self, limit: int) -> list[EffectRecord]:
+        parked = [r for r in self.s.effect_rows.values() if r.status == "review"]
+        return sorted(parked, key=lambda r: (r.available_at, r.created_at))[:limit]
+
+    def failed_timers(self, limit: int) -> list[TimerRecord]:
+        failed = [t for t in self.s.timer_rows.values() if t.status == "failed"]
+        return sorted(failed, key=lambda t: (t.due_at, t.timer_id))[:limit]
+
     # flow versions
     def save_flow_version(self, record: FlowVersionRecord) -> None:
         if record.content_hash not in self.s.flow_versions:

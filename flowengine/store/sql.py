@@ -248,6 +248,23 @@ _STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
         .returning(_FV.c.content_hash),
         ["deployed_at", "deploy_note"],
     ),
+    # Both read through the (status, due) indexes the workers' claims use.
+    "parked_effects": (
+        select(*_effect_cols)
+        .where(_EF.c.status == literal_column("'review'", String()))
+        .order_by(_EF.c.available_at, _EF.c.id)
+        .limit(bindparam("limit"))
+        .offset(_ZERO),
+        None,
+    ),
+    "failed_timers": (
+        select(*[_TI.c[n] for n in _TIMER_FIELDS])
+        .where(_TI.c.status == literal_column("'failed'", String()))
+        .order_by(_TI.c.due_at, _TI.c.timer_id)
+        .limit(bindparam("limit"))
+        .offset(_ZERO),
+        None,
+    ),
     "sessions_of_flow": (
         select(*[_S.c[n] for n in _SESSION_FIELDS])
         .where(_S.c.flow_name == bindparam("flow_name"))
@@ -298,6 +315,8 @@ class _Sql:
     get_flow: str
     flow_versions: str
     mark_deployed: str
+    parked_effects: str
+    failed_timers: str
     sessions_of_flow: str
     events_of_flow: str
     save_flow: str
@@ -544,6 +563,13 @@ class SqlTransaction:
     def effects(self, session_id: str) -> list[EffectRecord]:
         rows = self._all(self._sql.effects, {"session_id": session_id})
         return [self._effect(r) for r in rows]
+
+    def parked_effects(self, limit: int) -> list[EffectRecord]:
+        return [self._effect(r) for r in self._all(self._sql.parked_effects, {"limit": limit})]
+
+    def failed_timers(self, limit: int) -> list[TimerRecord]:
+        rows = self._all(self._sql.failed_timers, {"limit": limit})
+        return [TimerRecord(*r) for r in rows]
 
     # flow versions
     def save_flow_version(self, record: FlowVersionRecord) -> None:

@@ -87,7 +87,9 @@ def test_the_cli_lists_reviews_overrides_and_reconciles(
     engine.store.close()
     flows = ["--flows", str(FLOWS), "--store", url]
     assert main(["sessions", "review", *flows]) == 0
-    assert sid in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert sid in listed
+    assert "1 session waiting for review" in listed
     assert main(["sessions", "override", sid, *flows]) == 0
     assert "resolve_bounced" in capsys.readouterr().out
     args = ["sessions", "override", sid, "resolve_completed", "--reason", "paid by hand"]

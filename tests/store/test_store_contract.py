@@ -393,6 +393,31 @@ def test_timers_are_claimed_earliest_first_within_the_limit(with_session: Store)
     assert listed == {"t30": "cancelled", "t10": "fired", "t20": "fired", "t100": "pending"}
 
 
+def test_parked_effects_and_failed_timers_are_listed_for_a_person(
+    with_session: Store,
+) -> None:
+    with with_session.transaction() as tx:
+        for key, at in [("late", 30), ("early", 10), ("fine", 5)]:
+            tx.add_effect(effect(key, at, params={"units": BIG}))
+        for name, due in [("t2", 20), ("t1", 10), ("ok", 5)]:
+            tx.add_timer("s1", name, "created", 0, due)
+    with with_session.transaction() as tx:
+        for key, at in [("late", 30), ("early", 10)]:
+            tx.update_effect(effect(key, at, params={"units": BIG}, status="review"))
+        for timer in tx.claim_due_timers(now=50, limit=10):
+            tx.finish_timer(timer.timer_id, "fired" if timer.event == "ok" else "failed")
+    with with_session.transaction() as tx:
+        assert [(e.key, e.params) for e in tx.parked_effects(limit=10)] == [
+            ("early", {"units": BIG}),
+            ("late", {"units": BIG}),
+        ]
+        assert [e.key for e in tx.parked_effects(limit=1)] == ["early"]
+        assert [(t.event, t.status) for t in tx.failed_timers(limit=10)] == [
+            ("t1", "failed"),
+            ("t2", "failed"),
+        ]
+
+
 def test_a_timer_keeps_what_it_was_set_with(with_session: Store) -> None:
     with with_session.transaction() as tx:
         tx.add_timer("s1", "expire", "amount_selected", 4, 61_000)

@@ -3,7 +3,12 @@ and when it runs out the flow's arm decides, or the session is reported for revi
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from flowengine.adapters.base import EffectCall, EffectResult
+from flowengine.cli import main
 from flowengine.clock import ManualClock
 from flowengine.engine import Engine
 from flowengine.flows import FlowRegistry
@@ -80,3 +85,53 @@ def test_an_exhausted_schedule_follows_the_flows_unknown_arm(
     run_until_quiet(EffectRunner(engine, {"evm.deliver": NoAnswer()}), clock, 120)
     assert engine.get(sid).status == "requires_review"
     assert [s.session_id for s in engine.review_queue()] == [sid]
+
+
+def test_a_parked_effect_is_listed_until_a_person_settles_it(
+    store_url: str, clock: ManualClock
+) -> None:
+    engine = engine_for(
+        "    effect: evm.deliver\n    poll: ['10s']\n"
+        "    outcomes: {done: delivered, failed: refunding}\n",
+        store_url,
+        clock,
+    )
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAY)
+    run_until_quiet(EffectRunner(engine, {"evm.deliver": NoAnswer()}), clock, 30)
+    (parked,) = engine.parked_work().effects
+    assert (parked.session_id, parked.effect, parked.status) == (sid, "evm.deliver", "review")
+
+    # A person looked the transfer up on chain: it went through.
+    engine.override(sid, "evm.deliver.done", reason="tx 0xbb.. on chain", actor="ops", payload=PAY)
+
+    assert engine.parked_work().effects == []
+    with engine.store.transaction() as tx:
+        settled = tx.get_effect(parked.key)
+    assert settled is not None
+    assert settled.status == "cancelled"
+    assert settled.last_error == "settled by override evm.deliver.done (ops: tx 0xbb.. on chain)"
+    assert engine.get(sid).amounts.delivered == "25.00"
+
+
+def test_the_review_command_lists_parked_effects(
+    tmp_path: Path, clock: ManualClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    engine = engine_for(
+        "    effect: evm.deliver\n    poll: ['10s']\n"
+        "    outcomes: {done: delivered, failed: refunding}\n",
+        url,
+        clock,
+    )
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAY)
+    run_until_quiet(EffectRunner(engine, {"evm.deliver": NoAnswer()}), clock, 30)
+    engine.store.close()
+
+    assert main(["sessions", "review", "--flows", str(FLOWS), "--store", url]) == 0
+
+    listed = capsys.readouterr().out
+    assert "0 sessions waiting for review" in listed  # the session itself still says paid
+    assert f"parked effect {sid}:evm.deliver:" in listed
+    assert "after 2 attempt(s)" in listed

@@ -103,4 +103,5 @@ transitions:
     assert engine.get(doomed).status == "waiting"
     with engine.store.transaction() as tx:
         assert [t.status for t in tx.timers(doomed)] == ["failed"]
+    assert [(t.session_id, t.event) for t in engine.parked_work().timers] == [(doomed, "give_up")]
     engine.store.close()
