@@ -272,9 +272,8 @@ def _build_class(spec: FlowSpec, registry: Registry) -> type[StateChart[Any]]:
             "enter": enter,
             "on": {},
         }
-        if state.effect:
-            for arm, target in state.outcomes.items():
-                states[name]["on"][f"{state.effect}.{arm}"] = [{"target": target}]
+        for arm, (target, _) in spec.arms(name).items():
+            states[name]["on"][f"{state.effect}.{arm}"] = [{"target": target}]
 
     for _, transition in spec.in_precedence():
         for source in transition.sources:

@@ -52,6 +52,7 @@ _EFFECT_TEXT = "#8a6212"
 _FINAL_FILL = "#e4e7eb"
 _EVENT_COLOUR = "#3e4c59"
 _TIMER_COLOUR = "#7b8794"
+_DEFAULT_ARM_COLOUR = "#b0b8c1"
 _OUTCOME_COLOURS = {
     "done": "#2f8a4c",
     "failed": "#c23b3b",
@@ -150,11 +151,23 @@ def flow_digraph(
             name, label=_state_label(name, state, extra), **_state_style(state, name in visited)
         )
 
-    for index, edge in enumerate(spec.edges()):
+    edges = spec.edges()
+    # The supplied pending and unknown arms of one effect share a target: one arrow.
+    paired = {(e.source, e.target) for e in edges if e.default and e.effect == "pending"}
+    for index, edge in enumerate(edges):
+        if edge.default and edge.effect == "unknown" and (edge.source, edge.target) in paired:
+            continue
         lit = (edge.source, edge.target) in hops
         style = _edge_style(edge, lit)
         if traffic is not None:
-            style.update(_heat(counts[index], busiest, style["label"], lit))
+            count = counts[index]
+            if edge.default and (edge.source, edge.target) in paired:
+                count += next(
+                    counts[i]
+                    for i, e in enumerate(edges)
+                    if e.default and e.effect == "unknown" and e.source == edge.source
+                )
+            style.update(_heat(count, busiest, style["label"], lit))
         dot.edge(edge.source, edge.target, **style)
     return dot
 
@@ -271,7 +284,17 @@ def _state_style(state: StateSpec, lit: bool) -> dict[str, str]:
 
 
 def _edge_style(edge: Edge, lit: bool) -> dict[str, str]:
-    if edge.kind == "outcome":
+    if edge.kind == "outcome" and edge.default:
+        # Supplied by the language, not written in the flow: drawn faint.
+        label = "pending | unknown" if edge.effect == "pending" else edge.effect
+        style = {
+            "label": f"{label}\\n(default, after polling)",
+            "color": _DEFAULT_ARM_COLOUR,
+            "fontcolor": _DEFAULT_ARM_COLOUR,
+            "style": "dotted",
+            "weight": "0",
+        }
+    elif edge.kind == "outcome":
         colour = _OUTCOME_COLOURS.get(edge.effect, _EVENT_COLOUR)
         style = {
             "label": edge.effect,

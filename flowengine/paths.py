@@ -57,6 +57,7 @@ class FlowPath:
                     "guard": edge.guard,
                     "effects": list(edge.effects),
                     "timer": edge.timer,
+                    "default": edge.default,
                 }
                 for edge in self.edges
             ],
@@ -122,6 +123,8 @@ def format_paths(paths: Sequence[FlowPath]) -> str:
 def _step_text(edge: Edge) -> str:
     if edge.kind == "timer":
         return f"{edge.label()} ({timer_text(edge.timer)})"
+    if edge.default:
+        return f"{edge.label()} (default)"
     return edge.label()
 
 

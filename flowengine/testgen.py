@@ -215,7 +215,7 @@ def _taken(
     a custom guard decides. With ``assume_custom``, custom guards are taken to let
     ``let_through`` pass and to stop every other transition (to sketch a skipped case)."""
     state = spec.states[source]
-    if state.effect and any(event == f"{state.effect}.{arm}" for arm in state.outcomes):
+    if state.effect and any(event == f"{state.effect}.{arm}" for arm in spec.arms(source)):
         return _UNKNOWN  # an effect outcome of the same name comes first
     for transition in _candidates(spec, source, event):
         custom = (transition is let_through) if assume_custom else None

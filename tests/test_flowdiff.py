@@ -181,9 +181,17 @@ def test_removed_and_changed_states_timers_and_names() -> None:
     )
     assert changes(diff, "timers") == [("changed", "amount_selected: expire")]
     assert diff.timers[0].details == ("at expiry → after 30m",)
+    # With no state left whose status is requires_review, the pending/unknown arms the
+    # language supplied (to review) are gone too: a change of behaviour, so it shows.
     assert changes(diff, "events") == [
+        ("removed", "evm.deliver.pending"),
+        ("removed", "evm.deliver.unknown"),
         ("removed", "evm.settle.done"),
         ("removed", "evm.settle.failed"),
+        ("removed", "evm.settle.pending"),
+        ("removed", "evm.settle.unknown"),
+        ("removed", "evm.refund.pending"),
+        ("removed", "evm.refund.unknown"),
         ("removed", "resolve_bounced"),
         ("added", "evm.call.done"),
         ("added", "evm.call.failed"),

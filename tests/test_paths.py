@@ -112,7 +112,7 @@ def test_too_many_paths_is_an_error_not_a_hang() -> None:
 
     with pytest.raises(FlowEngineError, match="more than 3 paths"):
         all_paths(spec, max_paths=3)
-    assert len(all_paths(spec, max_paths=16)) == 16
+    assert len(all_paths(spec, max_paths=48)) == 48
 
 
 def test_a_path_as_json() -> None:
@@ -129,6 +129,7 @@ def test_a_path_as_json() -> None:
         "guard": "not amount_fixed",
         "effects": [],
         "timer": "",
+        "default": False,
     }
     assert data["steps"][2]["kind"] == "outcome"
     expiry = next(p for p in all_paths(load_flow(DEPOSIT)) if p.states[-1] == "expired")
@@ -139,13 +140,14 @@ def test_paths_as_text() -> None:
     text = format_paths(all_paths(load_flow(DEPOSIT)))
     lines = text.splitlines()
 
-    assert len(lines) == 16
+    assert len(lines) == 48  # 16 written in the flow, 32 through its default arms
     assert lines[0] == (
         " 1. created --select_amount [not amount_fixed]--> amount_selected "
         "--payment_detected--> paid --evm.deliver.done--> delivered "
         "--evm.settle.done--> completed"
     )
-    assert lines[-1] == "16. created --expire (at expiry)--> expired"
+    assert lines[-1] == "48. created --expire (at expiry)--> expired"
+    assert "--evm.deliver.unknown (default)--> review --resolve_completed--> completed" in text
     assert format_paths([]) == "no paths"
 
 
@@ -155,7 +157,7 @@ def test_cli_paths(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["paths", str(DEPOSIT), "--json"]) == 0
     found = json.loads(capsys.readouterr().out)
-    assert len(found) == 16
+    assert len(found) == 48
     assert found[-1]["states"] == ["created", "expired"]
 
 

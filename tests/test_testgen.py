@@ -296,7 +296,7 @@ def test_the_command_writes_the_module_and_reports_coverage(
     spec = load_flow(ROOT / "flows" / "deposit.yaml")
     assert output.read_text() == generate(spec, "flows/deposit.yaml")
     out = capsys.readouterr().out
-    assert "flows/deposit.yaml: transitions 13/13, guard branches 4/4" in out
+    assert "flows/deposit.yaml: transitions 19/19, guard branches 4/4" in out
 
     assert _cli("testgen", "flows/deposit.yaml") == 0
     assert capsys.readouterr().out == generate(spec, "flows/deposit.yaml")

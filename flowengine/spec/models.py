@@ -325,15 +325,48 @@ class FlowSpec(_Strict):
     def outgoing(self, state: str) -> list[Edge]:
         return [edge for edge in self.edges() if edge.source == state]
 
+    @cached_property
+    def review_state(self) -> str | None:
+        """Where a person takes over: ``variance.review_state``, else the first state
+        whose status is ``requires_review``."""
+        if self.variance.review_state is not None:
+            return self.variance.review_state
+        return next(
+            (name for name, s in self.states.items() if s.status == "requires_review"), None
+        )
+
+    def arms(self, name: str) -> dict[str, tuple[str, bool]]:
+        """Where each outcome of state ``name``'s effect leads: ``arm -> (target,
+        is_default)``. The arms a flow leaves out for ``pending`` and ``unknown`` lead
+        to its review state (once polling runs out; DESIGN: never silently failed), so
+        flows stay short; without a review state they have no default."""
+        state = self.states[name]
+        if not state.effect:
+            return {}
+        found: dict[str, tuple[str, bool]] = {
+            arm: (target, False) for arm, target in state.outcomes.items()
+        }
+        review = self.review_state
+        if review is not None and review != name and review in self.states:
+            for arm in ("pending", "unknown"):
+                found.setdefault(arm, (review, True))
+        return found
+
     def edges(self) -> list[Edge]:
         """Every way out of every state: transitions, effect outcomes and timers."""
         edges: list[Edge] = []
         for name, state in self.states.items():
-            for arm, target in state.outcomes.items():
-                if state.effect:
-                    edges.append(
-                        Edge(name, target, f"{state.effect}.{arm}", kind="outcome", effect=arm)
+            for arm, (target, default) in self.arms(name).items():
+                edges.append(
+                    Edge(
+                        name,
+                        target,
+                        f"{state.effect}.{arm}",
+                        kind="outcome",
+                        effect=arm,
+                        default=default,
                     )
+                )
             for timer in state.timers:
                 for index, transition in enumerate(self.transitions):
                     if transition.event == timer.event and name in transition.sources:
@@ -388,6 +421,8 @@ class Edge:
     timer: str = ""
     index: int = 0
     """For event and timer edges, the position of their transition in ``transitions``."""
+    default: bool = False
+    """An outcome arm the flow left out and the language supplies (see ``FlowSpec.arms``)."""
 
     def label(self) -> str:
         text = self.event

@@ -9,6 +9,10 @@ every step, what must always hold for money:
 * for every session: received = delivered + refunded + held, with held ≥ 0, and the
   stored amounts equal the fold of its log (reconcile finds 0 mismatches);
 * every session is in a state its flow declares.
+
+The flow is deposit with policies switched on (early payments deferred, late ones
+refunded, overpayments split by refund_difference). It runs on the memory store and,
+with fewer examples, on SQLite.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ from flowengine.workers import EffectRunner, RetryPolicy, TimerWorker
 from tests.conftest import FLOWS
 from tests.factories import create_request
 
-CHAOS_FLOW = (FLOWS / "deposit.yaml").read_text().replace(
-    "version: 1\n", "version: chaos\n", 1
-) + "\ndefer: payment_detected\non_late: {payment_detected: refund}\n"
+CHAOS_FLOW = (FLOWS / "deposit.yaml").read_text().replace("version: 1\n", "version: chaos\n", 1) + (
+    "\ndefer: payment_detected\non_late: {payment_detected: refund}\n"
+    "variance: {tolerance: 1%, overpaid: refund_difference}\n"
+)
 
 
 class CountingLedger(LedgerAdapter):
@@ -51,11 +56,14 @@ class CountingLedger(LedgerAdapter):
 
 
 class Chaos(RuleBasedStateMachine):
+    def store_url(self) -> str:
+        return "memory://"
+
     @initialize()
     def start(self) -> None:
         self.clock = ManualClock()
         flows = FlowRegistry([load_flow("deposit.yaml", text=CHAOS_FLOW)])
-        self.engine = Engine(flows, "memory://", self.clock)
+        self.engine = Engine(flows, self.store_url(), self.clock)
         self.ledger = CountingLedger(Path(mkdtemp()) / "ledger.db")
         adapters = dict.fromkeys(("evm.deliver", "evm.settle", "evm.refund"), self.ledger)
         self.runner = EffectRunner(self.engine, adapters, retry=RetryPolicy(1000, 4000, 4))
@@ -130,6 +138,15 @@ class Chaos(RuleBasedStateMachine):
         for sid in self.sessions:
             assert self.engine.record(sid).state in states
 
+    def teardown(self) -> None:
+        if hasattr(self, "engine"):
+            self.engine.store.close()
+
+
+class ChaosOnSqlite(Chaos):
+    def store_url(self) -> str:
+        return f"sqlite:///{Path(mkdtemp()) / 'chaos.db'}"
+
 
 Chaos.TestCase.settings = settings(
     max_examples=40,
@@ -137,4 +154,11 @@ Chaos.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+ChaosOnSqlite.TestCase.settings = settings(
+    max_examples=8,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 test_chaos = Chaos.TestCase
+test_chaos_on_sqlite = ChaosOnSqlite.TestCase

@@ -9,7 +9,7 @@ and checks, at every step, the state the session reached and the effects the ste
 Together the cases take every transition, effect outcome and timer, and exercise every guard both
 ways: holding, and refused (another transition takes the event, or it raises TransitionNotAllowed).
 
-Cases: 6 paths, 2 refusal cases. Coverage: transitions 13/13, guard branches 4/4.
+Cases: 11 paths, 2 refusal cases. Coverage: transitions 19/19, guard branches 4/4.
 """
 
 from __future__ import annotations
@@ -191,7 +191,20 @@ def test_01_to_completed_via_delivered() -> None:
     walk.visited(["created", "amount_selected", "paid", "delivered", "completed"])
 
 
-def test_02_to_completed_via_review() -> None:
+def test_02_to_bounced_via_refunding() -> None:
+    """created → amount_selected → paid → delivered → refunding → bounced, without amount_fixed."""
+    walk = Walk(amount_fixed=False, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [not amount_fixed] holds
+    walk.send("select_amount", to="amount_selected", effects=[])
+    walk.send("payment_detected", to="paid", effects=["evm.deliver"])
+    walk.outcome("evm.deliver.done", to="delivered", effects=["evm.settle"])
+    walk.outcome("evm.settle.failed", to="refunding", effects=["evm.refund"])
+    walk.outcome("evm.refund.done", to="bounced", effects=[])
+    walk.visited(["created", "amount_selected", "paid", "delivered", "refunding", "bounced"])
+
+
+def test_03_to_completed_via_review() -> None:
     """created → amount_selected → paid → delivered → refunding → review → completed, without
     amount_fixed.
     """
@@ -209,8 +222,8 @@ def test_02_to_completed_via_review() -> None:
     )
 
 
-def test_03_to_bounced_via_review() -> None:
-    """created → amount_selected → paid → delivered → refunding → review → bounced, without
+def test_04_to_completed_via_review() -> None:
+    """created → amount_selected → paid → delivered → refunding → review → completed, without
     amount_fixed.
     """
     walk = Walk(amount_fixed=False, has_calldata=False)
@@ -220,14 +233,64 @@ def test_03_to_bounced_via_review() -> None:
     walk.send("payment_detected", to="paid", effects=["evm.deliver"])
     walk.outcome("evm.deliver.done", to="delivered", effects=["evm.settle"])
     walk.outcome("evm.settle.failed", to="refunding", effects=["evm.refund"])
-    walk.outcome("evm.refund.failed", to="review", effects=[])
-    walk.send("resolve_bounced", to="bounced", effects=[])
+    walk.outcome("evm.refund.unknown", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
     walk.visited(
-        ["created", "amount_selected", "paid", "delivered", "refunding", "review", "bounced"]
+        ["created", "amount_selected", "paid", "delivered", "refunding", "review", "completed"]
     )
 
 
-def test_04_to_expired_via_amount_selected() -> None:
+def test_05_to_completed_via_review() -> None:
+    """created → amount_selected → paid → delivered → review → completed, without amount_fixed."""
+    walk = Walk(amount_fixed=False, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [not amount_fixed] holds
+    walk.send("select_amount", to="amount_selected", effects=[])
+    walk.send("payment_detected", to="paid", effects=["evm.deliver"])
+    walk.outcome("evm.deliver.done", to="delivered", effects=["evm.settle"])
+    walk.outcome("evm.settle.pending", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(["created", "amount_selected", "paid", "delivered", "review", "completed"])
+
+
+def test_06_to_completed_via_review() -> None:
+    """created → amount_selected → paid → delivered → review → completed, without amount_fixed."""
+    walk = Walk(amount_fixed=False, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [not amount_fixed] holds
+    walk.send("select_amount", to="amount_selected", effects=[])
+    walk.send("payment_detected", to="paid", effects=["evm.deliver"])
+    walk.outcome("evm.deliver.done", to="delivered", effects=["evm.settle"])
+    walk.outcome("evm.settle.unknown", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(["created", "amount_selected", "paid", "delivered", "review", "completed"])
+
+
+def test_07_to_completed_via_review() -> None:
+    """created → amount_selected → paid → review → completed, without amount_fixed."""
+    walk = Walk(amount_fixed=False, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [not amount_fixed] holds
+    walk.send("select_amount", to="amount_selected", effects=[])
+    walk.send("payment_detected", to="paid", effects=["evm.deliver"])
+    walk.outcome("evm.deliver.pending", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(["created", "amount_selected", "paid", "review", "completed"])
+
+
+def test_08_to_completed_via_review() -> None:
+    """created → amount_selected → paid → review → completed, without amount_fixed."""
+    walk = Walk(amount_fixed=False, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [not amount_fixed] holds
+    walk.send("select_amount", to="amount_selected", effects=[])
+    walk.send("payment_detected", to="paid", effects=["evm.deliver"])
+    walk.outcome("evm.deliver.unknown", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(["created", "amount_selected", "paid", "review", "completed"])
+
+
+def test_09_to_expired_via_amount_selected() -> None:
     """created → amount_selected → expired, without amount_fixed."""
     walk = Walk(amount_fixed=False, has_calldata=False)
     walk.starts_in("created", effects=[])
@@ -237,18 +300,19 @@ def test_04_to_expired_via_amount_selected() -> None:
     walk.visited(["created", "amount_selected", "expired"])
 
 
-def test_05_to_bounced_via_refunding() -> None:
-    """created → paid → refunding → bounced, with amount_fixed."""
+def test_10_to_bounced_via_review() -> None:
+    """created → paid → refunding → review → bounced, with amount_fixed."""
     walk = Walk(amount_fixed=True, has_calldata=False)
     walk.starts_in("created", effects=[])
     # [amount_fixed] holds
     walk.send("payment_detected", to="paid", effects=["evm.deliver"])
     walk.outcome("evm.deliver.failed", to="refunding", effects=["evm.refund"])
-    walk.outcome("evm.refund.done", to="bounced", effects=[])
-    walk.visited(["created", "paid", "refunding", "bounced"])
+    walk.outcome("evm.refund.pending", to="review", effects=[])
+    walk.send("resolve_bounced", to="bounced", effects=[])
+    walk.visited(["created", "paid", "refunding", "review", "bounced"])
 
 
-def test_06_to_expired_via_created() -> None:
+def test_11_to_expired_via_created() -> None:
     """created → expired, with amount_fixed."""
     walk = Walk(amount_fixed=True, has_calldata=False)
     walk.starts_in("created", effects=[])
@@ -256,7 +320,7 @@ def test_06_to_expired_via_created() -> None:
     walk.visited(["created", "expired"])
 
 
-def test_07_refuses_select_amount_in_created() -> None:
+def test_12_refuses_select_amount_in_created() -> None:
     """created, with amount_fixed: select_amount is refused in created."""
     walk = Walk(amount_fixed=True, has_calldata=False)
     walk.starts_in("created", effects=[])
@@ -266,7 +330,7 @@ def test_07_refuses_select_amount_in_created() -> None:
     walk.visited(["created"])
 
 
-def test_08_refuses_payment_detected_in_created() -> None:
+def test_13_refuses_payment_detected_in_created() -> None:
     """created, without amount_fixed: payment_detected is refused in created."""
     walk = Walk(amount_fixed=False, has_calldata=False)
     walk.starts_in("created", effects=[])

@@ -9,7 +9,7 @@ and checks, at every step, the state the session reached and the effects the ste
 Together the cases take every transition, effect outcome and timer, and exercise every guard both
 ways: holding, and refused (another transition takes the event, or it raises TransitionNotAllowed).
 
-Cases: 6 paths, 0 refusal cases. Coverage: transitions 18/18, guard branches 12/12.
+Cases: 13 paths, 0 refusal cases. Coverage: transitions 26/26, guard branches 12/12.
 """
 
 from __future__ import annotations
@@ -179,8 +179,36 @@ class Walk:
         self.entered_ms = self.clock.now_ms()
 
 
-def test_01_to_bounced_via_refunding() -> None:
-    """created → paid → refunding → bounced."""
+def test_01_to_completed_via_review() -> None:
+    """created → paid → delivered → review → completed."""
+    walk = Walk(amount_fixed=True, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [fully_paid] holds
+    # [underpaid] is false: not created → partially_paid
+    # [overpaid] is false: not created → refunding_excess
+    walk.send("payment_detected", to="paid", effects=["evm.deliver"], pay="exact")
+    walk.outcome("evm.deliver.done", to="delivered", effects=["evm.settle"])
+    walk.outcome("evm.settle.pending", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(["created", "paid", "delivered", "review", "completed"])
+
+
+def test_02_to_completed_via_review() -> None:
+    """created → paid → delivered → review → completed."""
+    walk = Walk(amount_fixed=True, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [fully_paid] holds
+    # [underpaid] is false: not created → partially_paid
+    # [overpaid] is false: not created → refunding_excess
+    walk.send("payment_detected", to="paid", effects=["evm.deliver"], pay="exact")
+    walk.outcome("evm.deliver.done", to="delivered", effects=["evm.settle"])
+    walk.outcome("evm.settle.unknown", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(["created", "paid", "delivered", "review", "completed"])
+
+
+def test_03_to_bounced_via_review() -> None:
+    """created → paid → refunding → review → bounced."""
     walk = Walk(amount_fixed=True, has_calldata=False)
     walk.starts_in("created", effects=[])
     # [fully_paid] holds
@@ -188,11 +216,38 @@ def test_01_to_bounced_via_refunding() -> None:
     # [overpaid] is false: not created → refunding_excess
     walk.send("payment_detected", to="paid", effects=["evm.deliver"], pay="exact")
     walk.outcome("evm.deliver.failed", to="refunding", effects=["evm.refund"])
-    walk.outcome("evm.refund.done", to="bounced", effects=[])
-    walk.visited(["created", "paid", "refunding", "bounced"])
+    walk.outcome("evm.refund.pending", to="review", effects=[])
+    walk.send("resolve_bounced", to="bounced", effects=[])
+    walk.visited(["created", "paid", "refunding", "review", "bounced"])
 
 
-def test_02_to_completed_via_delivered() -> None:
+def test_04_to_completed_via_review() -> None:
+    """created → paid → review → completed."""
+    walk = Walk(amount_fixed=True, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [fully_paid] holds
+    # [underpaid] is false: not created → partially_paid
+    # [overpaid] is false: not created → refunding_excess
+    walk.send("payment_detected", to="paid", effects=["evm.deliver"], pay="exact")
+    walk.outcome("evm.deliver.pending", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(["created", "paid", "review", "completed"])
+
+
+def test_05_to_completed_via_review() -> None:
+    """created → paid → review → completed."""
+    walk = Walk(amount_fixed=True, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [fully_paid] holds
+    # [underpaid] is false: not created → partially_paid
+    # [overpaid] is false: not created → refunding_excess
+    walk.send("payment_detected", to="paid", effects=["evm.deliver"], pay="exact")
+    walk.outcome("evm.deliver.unknown", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(["created", "paid", "review", "completed"])
+
+
+def test_06_to_completed_via_delivered() -> None:
     """created → partially_paid → paid → delivered → completed."""
     walk = Walk(amount_fixed=True, has_calldata=False)
     walk.starts_in("created", effects=[])
@@ -209,7 +264,7 @@ def test_02_to_completed_via_delivered() -> None:
     walk.visited(["created", "partially_paid", "paid", "delivered", "completed"])
 
 
-def test_03_to_completed_via_review() -> None:
+def test_07_to_completed_via_review() -> None:
     """created → partially_paid → partially_paid → refunding_excess → paid → delivered →
     refunding → review → completed.
     """
@@ -246,8 +301,74 @@ def test_03_to_completed_via_review() -> None:
     )
 
 
-def test_04_to_bounced_via_refunding() -> None:
-    """created → partially_paid → partially_paid → refunding → bounced."""
+def test_08_to_completed_via_review() -> None:
+    """created → partially_paid → partially_paid → refunding_excess → review → completed."""
+    walk = Walk(amount_fixed=True, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [underpaid] holds
+    # [fully_paid] is false: not created → paid
+    # [overpaid] is false: not created → refunding_excess
+    walk.send("payment_detected", to="partially_paid", effects=[], pay="short")
+    # [underpaid] holds
+    # [fully_paid] is false: not partially_paid → paid
+    # [overpaid] is false: not partially_paid → refunding_excess
+    walk.send("payment_detected", to="partially_paid", effects=[], pay="short")
+    # [overpaid] holds
+    # [underpaid] is false: not partially_paid → partially_paid
+    walk.send("payment_detected", to="refunding_excess", effects=["evm.refund"], pay="over")
+    walk.outcome("evm.refund.failed", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(
+        ["created", "partially_paid", "partially_paid", "refunding_excess", "review", "completed"]
+    )
+
+
+def test_09_to_completed_via_review() -> None:
+    """created → partially_paid → partially_paid → refunding_excess → review → completed."""
+    walk = Walk(amount_fixed=True, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [underpaid] holds
+    # [fully_paid] is false: not created → paid
+    # [overpaid] is false: not created → refunding_excess
+    walk.send("payment_detected", to="partially_paid", effects=[], pay="short")
+    # [underpaid] holds
+    # [fully_paid] is false: not partially_paid → paid
+    # [overpaid] is false: not partially_paid → refunding_excess
+    walk.send("payment_detected", to="partially_paid", effects=[], pay="short")
+    # [overpaid] holds
+    # [underpaid] is false: not partially_paid → partially_paid
+    walk.send("payment_detected", to="refunding_excess", effects=["evm.refund"], pay="over")
+    walk.outcome("evm.refund.pending", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(
+        ["created", "partially_paid", "partially_paid", "refunding_excess", "review", "completed"]
+    )
+
+
+def test_10_to_completed_via_review() -> None:
+    """created → partially_paid → partially_paid → refunding_excess → review → completed."""
+    walk = Walk(amount_fixed=True, has_calldata=False)
+    walk.starts_in("created", effects=[])
+    # [underpaid] holds
+    # [fully_paid] is false: not created → paid
+    # [overpaid] is false: not created → refunding_excess
+    walk.send("payment_detected", to="partially_paid", effects=[], pay="short")
+    # [underpaid] holds
+    # [fully_paid] is false: not partially_paid → paid
+    # [overpaid] is false: not partially_paid → refunding_excess
+    walk.send("payment_detected", to="partially_paid", effects=[], pay="short")
+    # [overpaid] holds
+    # [underpaid] is false: not partially_paid → partially_paid
+    walk.send("payment_detected", to="refunding_excess", effects=["evm.refund"], pay="over")
+    walk.outcome("evm.refund.unknown", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(
+        ["created", "partially_paid", "partially_paid", "refunding_excess", "review", "completed"]
+    )
+
+
+def test_11_to_completed_via_review() -> None:
+    """created → partially_paid → partially_paid → refunding → review → completed."""
     walk = Walk(amount_fixed=True, has_calldata=False)
     walk.starts_in("created", effects=[])
     # [underpaid] holds
@@ -259,23 +380,28 @@ def test_04_to_bounced_via_refunding() -> None:
     # [overpaid] is false: not partially_paid → refunding_excess
     walk.send("payment_detected", to="partially_paid", effects=[], pay="short")
     walk.timer("expire", due="expires_at", to="refunding", effects=["evm.refund"])
-    walk.outcome("evm.refund.done", to="bounced", effects=[])
-    walk.visited(["created", "partially_paid", "partially_paid", "refunding", "bounced"])
+    walk.outcome("evm.refund.unknown", to="review", effects=[])
+    walk.send("resolve_completed", to="completed", effects=[])
+    walk.visited(
+        ["created", "partially_paid", "partially_paid", "refunding", "review", "completed"]
+    )
 
 
-def test_05_to_bounced_via_review() -> None:
-    """created → refunding_excess → review → bounced."""
+def test_12_to_bounced_via_refunding() -> None:
+    """created → refunding_excess → paid → delivered → refunding → bounced."""
     walk = Walk(amount_fixed=True, has_calldata=False)
     walk.starts_in("created", effects=[])
     # [overpaid] holds
     # [underpaid] is false: not created → partially_paid
     walk.send("payment_detected", to="refunding_excess", effects=["evm.refund"], pay="over")
-    walk.outcome("evm.refund.failed", to="review", effects=[])
-    walk.send("resolve_bounced", to="bounced", effects=[])
-    walk.visited(["created", "refunding_excess", "review", "bounced"])
+    walk.outcome("evm.refund.done", to="paid", effects=["evm.deliver"])
+    walk.outcome("evm.deliver.done", to="delivered", effects=["evm.settle"])
+    walk.outcome("evm.settle.failed", to="refunding", effects=["evm.refund"])
+    walk.outcome("evm.refund.done", to="bounced", effects=[])
+    walk.visited(["created", "refunding_excess", "paid", "delivered", "refunding", "bounced"])
 
 
-def test_06_to_expired_via_created() -> None:
+def test_13_to_expired_via_created() -> None:
     """created → expired."""
     walk = Walk(amount_fixed=True, has_calldata=False)
     walk.starts_in("created", effects=[])

@@ -36,10 +36,16 @@ class NoAnswer:
         return EffectResult("unknown", detail="timeout")
 
 
-def engine_for(paid_state: str, store_url: str, clock: ManualClock) -> Engine:
+def engine_for(
+    paid_state: str, store_url: str, clock: ManualClock, *, review_state: bool = True
+) -> Engine:
+    """deposit with ``paid_state`` as the paid state; without ``review_state`` no state
+    has status requires_review, so pending/unknown have no default arm."""
     text = V1.replace("version: 1\n", "version: polling\n", 1).replace(
         "    effect: evm.deliver\n    outcomes: {done: delivered, failed: refunding}\n", paid_state
     )
+    if not review_state:
+        text = text.replace("    status: requires_review\n", "")
     return Engine(FlowRegistry([load_flow("deposit.yaml", text=text)]), store_url, clock)
 
 
@@ -49,7 +55,7 @@ def run_until_quiet(runner: EffectRunner, clock: ManualClock, seconds: int) -> N
         clock.advance(1)
 
 
-def test_an_exhausted_schedule_without_an_arm_reports_the_session(
+def test_an_exhausted_schedule_goes_to_the_review_state_by_default(
     store_url: str, clock: ManualClock
 ) -> None:
     engine = engine_for(
@@ -57,6 +63,30 @@ def test_an_exhausted_schedule_without_an_arm_reports_the_session(
         "    outcomes: {done: delivered, failed: refunding}\n",
         store_url,
         clock,
+    )
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAY)
+    rpc = NoAnswer()
+    run_until_quiet(EffectRunner(engine, {"evm.deliver": rpc}), clock, 60)
+    assert rpc.looks == 3
+    assert engine.get(sid).status == "requires_review"  # the arm the language supplies
+    assert engine.history(sid)[-1].event == "evm.deliver.unknown"
+    assert [s.session_id for s in engine.review_queue()] == [sid]
+    # The transfer's fate is still unknown: its effect stays parked until a person decides.
+    assert [e.session_id for e in engine.parked_work().effects] == [sid]
+    engine.override(sid, "resolve_bounced", reason="refunded by hand", actor="ops")
+    assert engine.parked_work().effects == []
+
+
+def test_an_exhausted_schedule_without_an_arm_or_review_state_reports_the_session(
+    store_url: str, clock: ManualClock
+) -> None:
+    engine = engine_for(
+        "    effect: evm.deliver\n    poll: ['10s×2']\n"
+        "    outcomes: {done: delivered, failed: refunding}\n",
+        store_url,
+        clock,
+        review_state=False,
     )
     sid = engine.create_session(create_request()).session_id
     engine.send(sid, "payment_detected", PAY)
@@ -95,6 +125,7 @@ def test_a_parked_effect_is_listed_until_a_person_settles_it(
         "    outcomes: {done: delivered, failed: refunding}\n",
         store_url,
         clock,
+        review_state=False,
     )
     sid = engine.create_session(create_request()).session_id
     engine.send(sid, "payment_detected", PAY)
@@ -123,6 +154,7 @@ def test_the_review_command_lists_parked_effects(
         "    outcomes: {done: delivered, failed: refunding}\n",
         url,
         clock,
+        review_state=False,
     )
     sid = engine.create_session(create_request()).session_id
     engine.send(sid, "payment_detected", PAY)
