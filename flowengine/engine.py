@@ -305,9 +305,28 @@ class Engine:
         order = sorted(range(len(items)), key=lambda i: items[i].session_id)
         results: dict[int, SendResult | FlowEngineError] = {}
         with self.store.transaction() as tx:
+            # The whole batch is read up front, in one round trip each on PostgreSQL:
+            # the sessions (locked) and the log rows of the event ids it carries. A
+            # session's second event in the batch reads afresh (it sees the first).
+            locked = tx.lock_sessions([item.session_id for item in items])
+            known_events = tx.find_events(
+                [(item.session_id, item.event_id) for item in items if item.event_id]
+            )
+            seen: set[str] = set()
             for index in order:
+                item = items[index]
+                first = item.session_id not in seen
+                seen.add(item.session_id)
                 try:
-                    results[index] = self.apply(tx, items[index])
+                    if not first:
+                        results[index] = self.apply(tx, item)
+                    elif item.session_id not in locked:
+                        raise SessionNotFound(item.session_id)
+                    else:
+                        record = locked[item.session_id]
+                        results[index] = self.apply(
+                            tx, item, locked=record, known_events=known_events
+                        )
                 except (
                     TransitionNotAllowed,
                     SessionNotFound,
@@ -324,17 +343,20 @@ class Engine:
         *,
         defer: bool = True,
         locked: SessionRecord | None = None,
+        known_events: Mapping[tuple[str, str], EventRecord] | None = None,
     ) -> SendResult:
         """Apply one event inside an open transaction (workers use this to fire timers
         and feed effect outcomes in the same transaction as their own bookkeeping).
 
         ``locked``: the session as the caller already read it with ``for_update`` in
-        this transaction (saves reading and locking it twice).
+        this transaction (saves reading and locking it twice). ``known_events``: the log rows
+        the caller already looked up by (session id, event id) in this transaction; an
+        event id missing from it was not logged.
         """
         record = locked or tx.get_session(item.session_id, for_update=True)
         if record is None:
             raise SessionNotFound(item.session_id)
-        prior = self._prior(tx, item)
+        prior = self._prior(tx, item, known_events)
         if prior is not None:
             return SendResult(record, prior, duplicate=True)
         flow = self._flow_for(tx, record)
@@ -578,10 +600,19 @@ class Engine:
         self._write_requests(tx, migrated, timers, now)
         return migrated, current
 
-    def _prior(self, tx: Transaction, item: EventInput) -> EventRecord | None:
+    def _prior(
+        self,
+        tx: Transaction,
+        item: EventInput,
+        known_events: Mapping[tuple[str, str], EventRecord] | None = None,
+    ) -> EventRecord | None:
         """The earlier log row for this same event, if it was applied already."""
         if item.event_id is not None:
-            prior = tx.find_event(item.session_id, item.event_id)
+            prior = (
+                tx.find_event(item.session_id, item.event_id)
+                if known_events is None
+                else known_events.get((item.session_id, item.event_id))
+            )
             if prior is not None:
                 if prior.event != item.event or dict(prior.payload) != dict(item.payload):
                     raise IdempotencyConflict(
@@ -686,9 +717,10 @@ def _effect_params(request: EffectRequest, record: SessionRecord) -> dict[str, A
     return {"units": amounts.effect_units(request.amount, record.data)}
 
 
-def _request_rows(requests: Sequence[Request]) -> list[dict[str, Any]]:
-    """The requests as logged JSON (flat frozen dataclasses: no deep copy needed)."""
-    return [{k: v for k, v in vars(r).items() if v is not None} for r in requests]
+def _request_rows(requests: Sequence[Request]) -> tuple[dict[str, Any], ...]:
+    """The requests as logged JSON (flat frozen dataclasses: no deep copy needed), as a
+    tuple like the rows stores read back, so a record compares equal either way."""
+    return tuple({k: v for k, v in vars(r).items() if v is not None} for r in requests)
 
 
 def session_view(record: SessionRecord, history: Sequence[EventRecord] | None = None) -> Session:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
@@ -110,8 +110,16 @@ class MemoryTransaction:
         if session_id not in self.s.sessions:
             raise StoreConflict(f"no session {session_id}")
 
+    def lock_sessions(self, session_ids: Sequence[str]) -> dict[str, SessionRecord]:
+        found = (self.s.sessions.get(sid) for sid in sorted(set(session_ids)))
+        return {record.session_id: record for record in found if record is not None}
+
     def find_event(self, session_id: str, event_id: str) -> EventRecord | None:
         return self.s.event_ids.get((session_id, event_id))
+
+    def find_events(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], EventRecord]:
+        found = ((key, self.s.event_ids.get(key)) for key in keys)
+        return {key: record for key, record in found if record is not None}
 
     def find_event_by_ref(self, session_id: str, external_ref: str) -> EventRecord | None:
         return self.s.event_refs.get((session_id, external_ref))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import cache
@@ -178,7 +178,7 @@ _STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
     "get_session_locked": (_get_session.with_for_update(), None),
     "insert_session": (insert(_S).inline(), _SESSION_FIELDS),
     "update_session": (
-        update(_S).where(_S.c.session_id == bindparam("_session_id")).returning(_S.c.session_id),
+        update(_S).where(_S.c.session_id == bindparam("_session_id")),
         _SESSION_FIELDS[1:],
     ),
     "find_event": (_find_event.where(_EV.c.event_id == bindparam("event_id")), None),
@@ -279,6 +279,27 @@ _STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
         None,
     ),
 }
+# Batch reads for group commit, PostgreSQL only (arrays; SQLite reads row by row at no
+# network cost). Locks are taken in ORDER BY order, as send_many expects.
+_PG_LOCK_SESSIONS = (
+    f"SELECT {', '.join(_SESSION_FIELDS)} FROM sessions "
+    "WHERE session_id = ANY(%(ids)s::text[]) ORDER BY session_id FOR UPDATE"
+)
+_PG_FIND_EVENTS = (
+    f"SELECT {', '.join('e.' + name for name in _EVENT_FIELDS)} FROM events AS e "
+    "JOIN unnest(%(sessions)s::text[], %(events)s::text[]) AS k(session_id, event_id) "
+    "ON e.session_id = k.session_id AND e.event_id = k.event_id"
+)
+# What a queued write was, for the error when it fails.
+_WRITES = {
+    "insert_session": "new sessions not inserted",
+    "update_session": "sessions not updated",
+    "insert_event": "log rows not written",
+    "insert_effect": "effects not added",
+    "insert_timer": "timers not added",
+    "insert_webhook": "webhooks not queued",
+}
+
 # Insert-if-absent must not fail when two processes save the same version at once:
 # the one statement spelled per dialect (both spell it ON CONFLICT DO NOTHING).
 _SAVE_FLOW = {
@@ -355,7 +376,7 @@ class SqlTransaction:
     (:class:`StoreConflict` for a broken uniqueness or reference rule).
     """
 
-    __slots__ = ("_backend", "_cur", "_dec", "_enc", "_sql")
+    __slots__ = ("_backend", "_cur", "_dec", "_enc", "_queued", "_sql")
 
     def __init__(self, cursor: Any, backend: _Backend) -> None:
         self._cur = cursor
@@ -363,8 +384,55 @@ class SqlTransaction:
         self._sql = backend.sql
         self._enc = backend.encode
         self._dec = backend.decode
+        self._queued: dict[str, list[Mapping[str, Any]]] = {}
+
+    # Writes whose result nobody reads in the transaction (the session row, the log row,
+    # the outbox rows) are queued per statement and sent as one executemany each before
+    # the next read and at commit: a batch of 50 events costs a handful of round trips,
+    # not 50 × 5. Their errors surface there, still inside the transaction.
+    def _queue(self, name: str, params: Mapping[str, Any]) -> None:
+        rows = self._queued.get(name)
+        if rows is None:
+            self._queued[name] = [params]
+        else:
+            rows.append(params)
+
+    def flush(self) -> None:
+        """Send the queued writes: new sessions first (the other rows refer to them)."""
+        if not self._queued:
+            return
+        queued, self._queued = self._queued, {}
+        names = sorted(queued, key=lambda name: name != "insert_session")
+        for name in names:
+            rows = queued[name]
+            try:
+                if name == "update_session":
+                    self._update_sessions(rows)
+                else:
+                    self._cur.executemany(getattr(self._sql, name), rows)
+            except self._backend.error as exc:
+                self._backend.raise_store_error(exc, _WRITES[name])
+
+    def _update_sessions(self, rows: list[Mapping[str, Any]]) -> None:
+        sql = self._sql.update_session
+        if self._backend.name == "postgresql":
+            conn = self._cur.connection
+            with conn.cursor() as cursor:
+                with conn.pipeline():  # nested: syncs on exit, so the row count is known
+                    cursor.executemany(sql, rows)
+                updated = cursor.rowcount
+        else:
+            self._cur.executemany(sql, rows)
+            updated = self._cur.rowcount
+        if updated != len(rows):
+            missing = ", ".join(str(row["_session_id"]) for row in rows[:3])
+            raise StoreConflict(
+                f"{len(rows) - updated} of the sessions to update do not exist (among {missing})"
+            )
 
     def _exec(self, sql: str, params: Mapping[str, Any], what: str = "") -> Any:
+        if self._queued:
+            self.flush()
         try:
             return self._cur.execute(sql, params)
         except self._backend.error as exc:
@@ -442,19 +510,36 @@ class SqlTransaction:
         return None if row is None else self._session(row)
 
     def insert_session(self, record: SessionRecord) -> None:
-        what = f"session {record.session_id} not inserted"
-        self._exec(self._sql.insert_session, self._session_params(record), what)
+        self._queue("insert_session", self._session_params(record))
 
     def update_session(self, record: SessionRecord) -> None:
-        """Replace the stored session; a session that does not exist is a conflict."""
+        """Replace the stored session; a session that does not exist is a conflict (at
+        the next read or at commit, when the queued update runs)."""
         params = self._session_params(record)
         params["_session_id"] = params.pop("session_id")
-        if self._one(self._sql.update_session, params) is None:  # RETURNING: pipeline-safe
-            raise StoreConflict(f"no session {record.session_id} to update")
+        self._queue("update_session", params)
+
+    def lock_sessions(self, session_ids: Sequence[str]) -> dict[str, SessionRecord]:
+        ids = sorted(set(session_ids))
+        if self._backend.name != "postgresql" or len(ids) == 1:
+            found = (self.get_session(sid, for_update=True) for sid in ids)
+            return {record.session_id: record for record in found if record is not None}
+        rows = self._all(_PG_LOCK_SESSIONS, {"ids": ids})
+        return {row[0]: self._session(row) for row in rows}
 
     def find_event(self, session_id: str, event_id: str) -> EventRecord | None:
         row = self._one(self._sql.find_event, {"session_id": session_id, "event_id": event_id})
         return None if row is None else self._event(row)
+
+    def find_events(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], EventRecord]:
+        if self._backend.name != "postgresql" or len(keys) == 1:
+            found = ((key, self.find_event(*key)) for key in keys)
+            return {key: record for key, record in found if record is not None}
+        if not keys:
+            return {}
+        params = {"sessions": [k[0] for k in keys], "events": [k[1] for k in keys]}
+        rows = self._all(_PG_FIND_EVENTS, params)
+        return {(row[0], row[2]): self._event(row) for row in rows}
 
     def find_event_by_ref(self, session_id: str, external_ref: str) -> EventRecord | None:
         row = self._one(
@@ -477,16 +562,14 @@ class SqlTransaction:
             "external_ref": event.external_ref,
             "meta": enc(event.meta),
         }
-        what = f"event {event.event_id} (seq {event.seq}) of session {event.session_id} not logged"
-        self._exec(self._sql.insert_event, params, what)
+        self._queue("insert_event", params)
 
     def events(self, session_id: str) -> list[EventRecord]:
         return [self._event(r) for r in self._all(self._sql.events, {"session_id": session_id})]
 
     # outboxes
     def add_effect(self, effect: EffectRecord) -> None:
-        what = f"effect {effect.key} not added"
-        self._exec(self._sql.insert_effect, self._effect_params(effect), what)
+        self._queue("insert_effect", self._effect_params(effect))
 
     def add_timer(
         self, session_id: str, event: str, state: str, entered_seq: int, due_at: int
@@ -499,7 +582,7 @@ class SqlTransaction:
             "due_at": due_at,
             "status": "pending",
         }
-        self._exec(self._sql.insert_timer, params, f"timer {event} not added")
+        self._queue("insert_timer", params)
 
     def add_webhook(self, session_id: str, type: str, body: JSON, created_at: int) -> None:
         params = {
@@ -511,7 +594,7 @@ class SqlTransaction:
             "available_at": created_at,
             "created_at": created_at,
         }
-        self._exec(self._sql.insert_webhook, params, f"webhook {type} not added")
+        self._queue("insert_webhook", params)
 
     # workers
     def claim_effects(self, now: int, limit: int, worker: str, lease_ms: int) -> list[EffectRecord]:
@@ -763,13 +846,17 @@ class SqlStore:
             try:
                 if self.dialect == "sqlite":
                     cursor.execute("BEGIN IMMEDIATE")
-                    yield SqlTransaction(cursor, self._backend)
+                    tx = SqlTransaction(cursor, self._backend)
+                    yield tx
+                    tx.flush()
                 else:
-                    # Pipeline mode: statements whose results nobody reads (the log row,
-                    # the outbox rows) go out with the next query instead of waiting for
-                    # a round trip each; errors still surface before the commit.
+                    # Pipeline mode: the queued writes go out together with the commit
+                    # instead of waiting for a round trip each; errors still surface
+                    # before the commit.
                     with conn.pipeline():
-                        yield SqlTransaction(cursor, self._backend)
+                        tx = SqlTransaction(cursor, self._backend)
+                        yield tx
+                        tx.flush()
                 conn.commit()
             except BaseException:
                 _rollback(raw)

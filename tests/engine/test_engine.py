@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from flowengine.clock import ManualClock
-from flowengine.engine import Engine, EventInput
+from flowengine.engine import Engine, EventInput, SendResult
 from flowengine.errors import (
     IdempotencyConflict,
     SessionNotFound,
@@ -128,6 +128,36 @@ def test_group_commit_applies_many_sessions_in_one_transaction(engine: Engine) -
     results = engine.send_many(items)
     assert isinstance(results[2], TransitionNotAllowed)
     assert all(engine.get(sid).status == "paid" for sid in ids)
+
+
+def test_group_commit_keeps_idempotency_across_and_within_batches(engine: Engine) -> None:
+    """The batch is read up front (sessions and known event ids in one go); replays from
+    an earlier batch, replays inside the batch, reused ids and unknown sessions still
+    come out as they do one by one."""
+    paid, fresh, other = (engine.create_session(create_request()).session_id for _ in range(3))
+    engine.send(paid, "payment_detected", PAYMENT, event_id="pay")
+    wrong = {"units": 1, "txHash": PAYMENT["txHash"]}
+    results = engine.send_many(
+        [
+            EventInput(paid, "payment_detected", PAYMENT, event_id="pay"),  # replay
+            EventInput(fresh, "payment_detected", PAYMENT, event_id="pay"),
+            EventInput(fresh, "payment_detected", PAYMENT, event_id="pay"),  # replay, in batch
+            EventInput(other, "payment_detected", wrong, event_id="x"),
+            EventInput(other, "evm.deliver.done", PAYMENT, event_id="x"),  # id reused
+            EventInput("0" * 32, "payment_detected", PAYMENT),
+        ]
+    )
+    replay, first, again, _, reused, ghost = results
+    assert isinstance(replay, SendResult) and replay.duplicate
+    assert isinstance(first, SendResult) and not first.duplicate
+    assert isinstance(again, SendResult) and again.duplicate and again.event == first.event
+    assert isinstance(reused, IdempotencyConflict)
+    assert isinstance(ghost, SessionNotFound)
+    assert [engine.get(sid).amounts.received for sid in (paid, fresh, other)] == [
+        "25.00",
+        "25.00",
+        "0.000001",
+    ]
 
 
 COUNTER_FLOW = """
