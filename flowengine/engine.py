@@ -290,7 +290,10 @@ class Engine:
         """
         item = EventInput(session_id, event, payload or {}, event_id, external_ref)
         with self.store.transaction() as tx:
-            return self.apply(tx, item)
+            (result,) = self._apply_batch(tx, [item])
+            if isinstance(result, FlowEngineError):
+                raise result  # and nothing is written
+        return result
 
     def send_many(self, items: Sequence[EventInput]) -> list[SendResult | FlowEngineError]:
         """Apply several events in ONE transaction (group commit).
@@ -299,41 +302,43 @@ class Engine:
         payload) is returned as its error in place and writes nothing; the others are
         committed together.
         """
+        with self.store.transaction() as tx:
+            return self._apply_batch(tx, items)
+
+    def _apply_batch(
+        self, tx: Transaction, items: Sequence[EventInput]
+    ) -> list[SendResult | FlowEngineError]:
+        """Apply ``items`` in ``tx``; refused ones come back as their error, in place."""
         # Applied in session-id order (stable, so each session's own events keep their
         # order): row locks are then always taken in one order, and two concurrent
-        # batches on PostgreSQL cannot deadlock on each other.
+        # batches on PostgreSQL cannot deadlock on each other. The batch is read up
+        # front (its sessions, locked, and the log rows of the event ids it carries: one
+        # round trip on PostgreSQL); a session's second event reads afresh.
         order = sorted(range(len(items)), key=lambda i: items[i].session_id)
         results: dict[int, SendResult | FlowEngineError] = {}
-        with self.store.transaction() as tx:
-            # The whole batch is read up front, in one round trip each on PostgreSQL:
-            # the sessions (locked) and the log rows of the event ids it carries. A
-            # session's second event in the batch reads afresh (it sees the first).
-            locked = tx.lock_sessions([item.session_id for item in items])
-            known_events = tx.find_events(
-                [(item.session_id, item.event_id) for item in items if item.event_id]
-            )
-            seen: set[str] = set()
-            for index in order:
-                item = items[index]
-                first = item.session_id not in seen
-                seen.add(item.session_id)
-                try:
-                    if not first:
-                        results[index] = self.apply(tx, item)
-                    elif item.session_id not in locked:
-                        raise SessionNotFound(item.session_id)
-                    else:
-                        record = locked[item.session_id]
-                        results[index] = self.apply(
-                            tx, item, locked=record, known_events=known_events
-                        )
-                except (
-                    TransitionNotAllowed,
-                    SessionNotFound,
-                    IdempotencyConflict,
-                    ValidationError,
-                ) as exc:
-                    results[index] = exc
+        locked, known_events = tx.lock_for_events(
+            [(item.session_id, item.event_id) for item in items]
+        )
+        seen: set[str] = set()
+        for index in order:
+            item = items[index]
+            first = item.session_id not in seen
+            seen.add(item.session_id)
+            try:
+                if not first:
+                    results[index] = self.apply(tx, item)
+                elif item.session_id not in locked:
+                    raise SessionNotFound(item.session_id)
+                else:
+                    record = locked[item.session_id]
+                    results[index] = self.apply(tx, item, locked=record, known_events=known_events)
+            except (
+                TransitionNotAllowed,
+                SessionNotFound,
+                IdempotencyConflict,
+                ValidationError,
+            ) as exc:
+                results[index] = exc
         return [results[index] for index in range(len(items))]
 
     def apply(

@@ -148,15 +148,16 @@ class Transaction(Protocol):
 
     def update_session(self, record: SessionRecord) -> None: ...
 
-    def lock_sessions(self, session_ids: Sequence[str]) -> dict[str, SessionRecord]:
-        """Read and lock (as ``get_session(for_update=True)``) several sessions at once,
-        in session-id order so concurrent batches cannot deadlock; ids with no session
-        are left out. One round trip on PostgreSQL (group commit reads its batch so)."""
+    def lock_for_events(
+        self, keys: Sequence[tuple[str, str | None]]
+    ) -> tuple[dict[str, SessionRecord], dict[tuple[str, str], EventRecord]]:
+        """What applying a batch of events needs first, for (session id, event id or
+        None) pairs: the sessions, read and locked as ``get_session(for_update=True)``
+        does, in session-id order so concurrent batches cannot deadlock (missing ones
+        left out); and the events among those ids already logged, by pair. One round
+        trip on PostgreSQL, whatever the batch size."""
 
     def find_event(self, session_id: str, event_id: str) -> EventRecord | None: ...
-
-    def find_events(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], EventRecord]:
-        """The logged events among these (session id, event id) pairs, by pair."""
 
     def find_event_by_ref(self, session_id: str, external_ref: str) -> EventRecord | None: ...
 

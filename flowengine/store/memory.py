@@ -110,16 +110,17 @@ class MemoryTransaction:
         if session_id not in self.s.sessions:
             raise StoreConflict(f"no session {session_id}")
 
-    def lock_sessions(self, session_ids: Sequence[str]) -> dict[str, SessionRecord]:
-        found = (self.s.sessions.get(sid) for sid in sorted(set(session_ids)))
-        return {record.session_id: record for record in found if record is not None}
+    def lock_for_events(
+        self, keys: Sequence[tuple[str, str | None]]
+    ) -> tuple[dict[str, SessionRecord], dict[tuple[str, str], EventRecord]]:
+        found = (self.s.sessions.get(sid) for sid in sorted({sid for sid, _ in keys}))
+        sessions = {record.session_id: record for record in found if record is not None}
+        logged = ((sid, eid) for sid, eid in keys if eid is not None)
+        events = {key: self.s.event_ids[key] for key in logged if key in self.s.event_ids}
+        return sessions, events
 
     def find_event(self, session_id: str, event_id: str) -> EventRecord | None:
         return self.s.event_ids.get((session_id, event_id))
-
-    def find_events(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], EventRecord]:
-        found = ((key, self.s.event_ids.get(key)) for key in keys)
-        return {key: record for key, record in found if record is not None}
 
     def find_event_by_ref(self, session_id: str, external_ref: str) -> EventRecord | None:
         return self.s.event_refs.get((session_id, external_ref))

@@ -408,6 +408,8 @@ class SqlTransaction:
             try:
                 if name == "update_session":
                     self._update_sessions(rows)
+                elif len(rows) == 1:
+                    self._cur.execute(getattr(self._sql, name), rows[0])
                 else:
                     self._cur.executemany(getattr(self._sql, name), rows)
             except self._backend.error as exc:
@@ -415,7 +417,10 @@ class SqlTransaction:
 
     def _update_sessions(self, rows: list[Mapping[str, Any]]) -> None:
         sql = self._sql.update_session
-        if self._backend.name == "postgresql":
+        if self._backend.name == "postgresql" and len(rows) == 1:
+            found = self._cur.execute(sql + " RETURNING session_id", rows[0]).fetchone()
+            updated = 0 if found is None else 1
+        elif self._backend.name == "postgresql":
             conn = self._cur.connection
             with conn.cursor() as cursor:
                 with conn.pipeline():  # nested: syncs on exit, so the row count is known
@@ -519,27 +524,39 @@ class SqlTransaction:
         params["_session_id"] = params.pop("session_id")
         self._queue("update_session", params)
 
-    def lock_sessions(self, session_ids: Sequence[str]) -> dict[str, SessionRecord]:
-        ids = sorted(set(session_ids))
-        if self._backend.name != "postgresql" or len(ids) == 1:
+    def lock_for_events(
+        self, keys: Sequence[tuple[str, str | None]]
+    ) -> tuple[dict[str, SessionRecord], dict[tuple[str, str], EventRecord]]:
+        ids = sorted({sid for sid, _ in keys})
+        logged = [(sid, eid) for sid, eid in keys if eid is not None]
+        if self._backend.name != "postgresql":  # a local file: row by row costs nothing
             found = (self.get_session(sid, for_update=True) for sid in ids)
-            return {record.session_id: record for record in found if record is not None}
-        rows = self._all(_PG_LOCK_SESSIONS, {"ids": ids})
-        return {row[0]: self._session(row) for row in rows}
+            events = ((key, self.find_event(*key)) for key in logged)
+            return (
+                {record.session_id: record for record in found if record is not None},
+                {key: record for key, record in events if record is not None},
+            )
+        if self._queued:
+            self.flush()
+        # Both queries go out before either result is read: one round trip (pipeline).
+        params = {"sessions": [k[0] for k in logged], "events": [k[1] for k in logged]}
+        try:
+            with self._cur.connection.cursor() as event_cursor:
+                self._cur.execute(_PG_LOCK_SESSIONS, {"ids": ids})
+                if logged:
+                    event_cursor.execute(_PG_FIND_EVENTS, params)
+                session_rows = self._cur.fetchall()
+                event_rows = event_cursor.fetchall() if logged else []
+        except self._backend.error as exc:
+            self._backend.raise_store_error(exc)
+        return (
+            {row[0]: self._session(row) for row in session_rows},
+            {(row[0], row[2]): self._event(row) for row in event_rows},
+        )
 
     def find_event(self, session_id: str, event_id: str) -> EventRecord | None:
         row = self._one(self._sql.find_event, {"session_id": session_id, "event_id": event_id})
         return None if row is None else self._event(row)
-
-    def find_events(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], EventRecord]:
-        if self._backend.name != "postgresql" or len(keys) == 1:
-            found = ((key, self.find_event(*key)) for key in keys)
-            return {key: record for key, record in found if record is not None}
-        if not keys:
-            return {}
-        params = {"sessions": [k[0] for k in keys], "events": [k[1] for k in keys]}
-        rows = self._all(_PG_FIND_EVENTS, params)
-        return {(row[0], row[2]): self._event(row) for row in rows}
 
     def find_event_by_ref(self, session_id: str, external_ref: str) -> EventRecord | None:
         row = self._one(

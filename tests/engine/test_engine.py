@@ -148,9 +148,11 @@ def test_group_commit_keeps_idempotency_across_and_within_batches(engine: Engine
         ]
     )
     replay, first, again, _, reused, ghost = results
-    assert isinstance(replay, SendResult) and replay.duplicate
-    assert isinstance(first, SendResult) and not first.duplicate
-    assert isinstance(again, SendResult) and again.duplicate and again.event == first.event
+    assert isinstance(replay, SendResult)
+    assert isinstance(first, SendResult)
+    assert isinstance(again, SendResult)
+    assert (replay.duplicate, first.duplicate, again.duplicate) == (True, False, True)
+    assert again.event == first.event
     assert isinstance(reused, IdempotencyConflict)
     assert isinstance(ghost, SessionNotFound)
     assert [engine.get(sid).amounts.received for sid in (paid, fresh, other)] == [

@@ -175,13 +175,13 @@ def test_a_batch_of_sessions_is_locked_and_its_logged_events_found_at_once(
             tx.insert_session(session(sid))
         tx.append_event(event(1, "pay-1"))
         tx.append_event(event(1, "pay-3", session_id="s3"))
+    keys = [("s3", "pay-3"), ("s1", "pay-1"), ("ghost", "pay-1"), ("s1", None), ("s1", "x")]
     with store.transaction() as tx:
-        locked = tx.lock_sessions(["s3", "s1", "ghost", "s1"])
-        found = tx.find_events([("s1", "pay-1"), ("s3", "pay-3"), ("s2", "pay-1"), ("s1", "x")])
+        locked, logged = tx.lock_for_events(keys)
     assert list(locked) == ["s1", "s3"]  # in id order, the missing one left out
     assert locked["s3"] == session("s3")
-    assert sorted(found) == [("s1", "pay-1"), ("s3", "pay-3")]
-    assert found[("s3", "pay-3")] == event(1, "pay-3", session_id="s3")
+    assert sorted(logged) == [("s1", "pay-1"), ("s3", "pay-3")]
+    assert logged[("s3", "pay-3")] == event(1, "pay-3", session_id="s3")
 
 
 def test_queued_writes_are_seen_by_the_next_read_in_the_transaction(store: Store) -> None:
@@ -190,7 +190,10 @@ def test_queued_writes_are_seen_by_the_next_read_in_the_transaction(store: Store
         tx.append_event(event(1))
         tx.update_session(session(state="paid"))
         assert tx.get_session("s1") == session(state="paid")
-        assert tx.find_events([("s1", "e1")]) == {("s1", "e1"): event(1)}
+        assert tx.lock_for_events([("s1", "e1")]) == (
+            {"s1": session(state="paid")},
+            {("s1", "e1"): event(1)},
+        )
 
 
 def test_events_are_found_by_id_and_by_ref_and_listed_in_order(with_session: Store) -> None:
