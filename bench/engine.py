@@ -9,7 +9,9 @@ same run:
   (1 and 4 worker processes), one transaction per event and with group commit;
 * the raw driver (sqlite3 / psycopg) doing the same per-event write set by hand:
   lock-read the session, look up the event id, insert the log row, update the
-  session, insert the outbox row(s), commit.
+  session, insert the outbox row(s), commit; and, beside the group-commit rows, the
+  same write set grouped by hand (one locked read and one event-id lookup per batch
+  of 50, one executemany per table, one commit).
 
 Run: .venv/bin/python bench/engine.py [--sessions N]
 """
@@ -248,6 +250,90 @@ def raw_postgres_processes(schema: str, n: int, processes: int) -> float:
     return (n // processes) * processes * EVENTS_PER_SESSION / elapsed
 
 
+def _raw_grouped_sends(
+    db: Any, placeholder: str, ids: list[str], lock: str, batch: int = 50
+) -> None:
+    """The engine's group-commit write set by hand: per batch of 50 events of different
+    sessions, lock-read the sessions and look up the event ids (one statement each),
+    then one executemany per table, one commit."""
+    now = int(time.time() * 1000)
+    p = placeholder
+    for i, (event, payload) in enumerate(STEPS, start=2):
+        body = json.dumps(payload)
+        for first in range(0, len(ids), batch):
+            chunk = ids[first : first + batch]
+            marks = ", ".join([p] * len(chunk))
+            db.execute("BEGIN IMMEDIATE" if p == "?" else "BEGIN")
+            db.execute(f"SELECT state, data, seq FROM sessions WHERE id IN ({marks}){lock}", chunk)
+            db.execute(
+                f"SELECT seq FROM events WHERE event_id = {p} AND session_id IN ({marks})",
+                [f"e{i}", *chunk],
+            )
+            cursor = db.cursor()
+            cursor.executemany(
+                f"INSERT INTO events VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
+                [(sid, i, f"e{i}", event, body, now) for sid in chunk],
+            )
+            cursor.executemany(
+                f"UPDATE sessions SET state = {p}, status = {p}, data = {p}, seq = {p}, "
+                f"updated_at = {p} WHERE id = {p}",
+                [(event, event, DATA, i, now, sid) for sid in chunk],
+            )
+            cursor.executemany(
+                f"INSERT INTO outbox VALUES ({p}, {p}, 'effect', '{{}}', 'pending', {p})",
+                [(f"{sid}:{i}", sid, now) for sid in chunk],
+            )
+            db.execute("COMMIT")
+
+
+def _raw_create(db: Any, placeholder: str, n: int) -> list[str]:
+    ids = [uuid.uuid4().hex for _ in range(n)]
+    p = placeholder
+    db.execute("BEGIN IMMEDIATE" if p == "?" else "BEGIN")
+    db.cursor().executemany(
+        f"INSERT INTO sessions VALUES ({p}, 'created', 'created', {p}, 1, 0)",
+        [(sid, DATA) for sid in ids],
+    )
+    db.execute("COMMIT")
+    return ids
+
+
+def raw_sqlite_grouped(path: Path, n: int, synchronous: str) -> float:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    for statement in RAW_SCHEMA:
+        db.execute(statement)
+    ids = _raw_create(db, "?", n)
+    rate = n * len(STEPS) / timed(lambda: _raw_grouped_sends(db, "?", ids, ""))
+    db.close()
+    return rate
+
+
+def _raw_pg_grouped_worker(args: tuple[str, int, Any]) -> tuple[float, float]:
+    schema, n, start = args
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {schema}")  # type: ignore[arg-type]
+        ids = _raw_create(conn, "%s", n)
+        if start is not None:
+            start.wait()
+        began = time.time()
+        _raw_grouped_sends(conn, "%s", ids, " FOR UPDATE")
+        return began, time.time()
+
+
+def raw_postgres_grouped(schema: str, n: int, processes: int) -> float:
+    """Events/s of ``processes`` workers sending grouped by hand, started together."""
+    ctx = multiprocessing.get_context("spawn")
+    share = n // processes
+    with ctx.Manager() as manager, ctx.Pool(processes) as pool:
+        pool.map(_raw_pg_grouped_worker, [(schema, 5, None)] * processes)
+        start = manager.Barrier(processes)
+        spans = pool.map(_raw_pg_grouped_worker, [(schema, share, start)] * processes)
+    wall = max(end for _, end in spans) - min(began for began, _ in spans)
+    return share * processes * len(STEPS) / wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=1500)
@@ -291,8 +377,11 @@ def main() -> None:
         raw = median(lambda i, s=sync: raw_sqlite(tmp / f"raw{s}{i}.db", n, s))
         eng = median(lambda i, s=sync: engine_lifecycles(sqlite_url("e" + s, i, s), n))
         rows.append((f"engine, SQLite {sync}, 1 tx/event", eng, f"raw sqlite3 {sync}", raw))
+        raw_g = median(lambda i, s=sync: raw_sqlite_grouped(tmp / f"rawg{s}{i}.db", n, s))
         grp = median(lambda i, s=sync: engine_group_commit(sqlite_url("g" + s, i, s), n))
-        rows.append((f"engine, SQLite {sync}, group commit 50", grp, f"raw sqlite3 {sync}", raw))
+        rows.append(
+            (f"engine, SQLite {sync}, group commit 50", grp, f"raw sqlite3 {sync}, grouped", raw_g)
+        )
 
     schemas: list[str] = []
     try:
@@ -308,12 +397,19 @@ def main() -> None:
         raw4 = median(lambda i: raw_postgres_processes(fresh(), pn * 2, 4))
         eng4 = median(lambda i: engine_pg_processes(pg_url(fresh()), pn * 2, 4))
         rows.append(("engine, PostgreSQL, 4 processes", eng4, "raw psycopg, 4 processes", raw4))
+        raw4g = median(lambda i: raw_postgres_grouped(fresh(), pn * 2, 4))
         eng4g = median(lambda i: engine_pg_processes(pg_url(fresh()), pn * 2, 4, grouped=True))
         rows.append(
-            ("engine, PostgreSQL, 4 processes, group 50", eng4g, "raw psycopg, 4 processes", raw4)
+            (
+                "engine, PostgreSQL, 4 processes, group 50",
+                eng4g,
+                "raw psycopg, 4 proc., grouped",
+                raw4g,
+            )
         )
+        raw1g = median(lambda i: raw_postgres_grouped(fresh(), pn, 1))
         grp = median(lambda i: engine_group_commit(pg_url(fresh()), pn))
-        rows.append(("engine, PostgreSQL, group commit 50", grp, "raw psycopg, 1 process", raw1))
+        rows.append(("engine, PostgreSQL, group commit 50", grp, "raw psycopg, grouped", raw1g))
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             for schema in schemas:
@@ -326,14 +422,14 @@ def main() -> None:
     )
     print(
         f"{'measured':<42} {'events/s':>10} {'sessions/s':>11}   "
-        f"{'baseline':<28} {'events/s':>10} {'ratio':>6}"
+        f"{'baseline':<30} {'events/s':>10} {'ratio':>6}"
     )
     for name, rate, base_name, base in rows:
         ratio = f"{base / rate:.2f}×" if base else ""
         base_text = f"{base:>10,.0f}" if base else f"{'':>10}"
         print(
             f"{name:<42} {rate:>10,.0f} {rate / EVENTS_PER_SESSION:>11,.0f}   "
-            f"{base_name:<28} {base_text} {ratio:>6}"
+            f"{base_name:<30} {base_text} {ratio:>6}"
         )
     print("ratio = baseline ÷ engine (how many times slower the engine is than its baseline)")
 
