@@ -296,7 +296,7 @@ def _build_class(spec: FlowSpec, registry: Registry) -> type[StateChart[Any]]:
 
 
 def _record(request: Request) -> Callable[..., None]:
-    def record(model: MachineContext, **_: Any) -> None:
+    def record(model: MachineContext) -> None:
         model.requests.append(request)
 
     record.__name__ = f"request_{request.kind}"
@@ -306,7 +306,7 @@ def _record(request: Request) -> Callable[..., None]:
 def _guard(registry: Registry, name: str) -> Callable[..., bool]:
     check: Guard = registry.guards[name].check
 
-    def guard(model: MachineContext, **_: Any) -> bool:
+    def guard(model: MachineContext) -> bool:
         return check(model)
 
     guard.__name__ = name

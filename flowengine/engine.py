@@ -22,7 +22,7 @@ from typing import Any
 
 from . import amounts
 from .clock import Clock, SystemClock
-from .compiler import CompiledFlow, EffectRequest, Request, TimerRequest, WebhookRequest
+from .compiler import CompiledFlow, TimerRequest, WebhookRequest
 from .errors import (
     FieldError,
     FlowEngineError,
@@ -32,15 +32,16 @@ from .errors import (
     ValidationError,
 )
 from .flows import FlowRegistry, UnknownFlow, ensure_unchanged_in
+from .outbox import request_rows, write_requests
 from .sessions import (
     Catalog,
     CreateSessionRequest,
     Session,
-    format_units,
     new_client_secret,
     new_session_id,
     parse_create_request,
 )
+from .sessions.view import session_view
 from .store import (
     EffectRecord,
     EventRecord,
@@ -164,14 +165,14 @@ class Engine:
             event=CREATED_EVENT,
             source="",
             target=step.target,
-            requests=_request_rows(step.requests),
+            requests=request_rows(step.requests),
             created_at=now,
         )
         with self.store.transaction() as tx:
             saved = self._save_flow_version(tx, flow, now)
             tx.insert_session(record)
             tx.append_event(created)
-            self._write_requests(tx, record, step.requests, now)
+            write_requests(tx, record, step.requests, now)
         if saved:  # only once committed: a rolled-back create must not skip it next time
             self._saved_versions.add(saved)
         return session_view(record)
@@ -400,14 +401,14 @@ class Engine:
             source=record.state,
             target=step.target,
             payload=dict(item.payload),
-            requests=_request_rows(step.requests),
+            requests=request_rows(step.requests),
             created_at=now,
             external_ref=item.external_ref,
             meta=dict(item.meta),
         )
         tx.append_event(logged)
         tx.update_session(updated)
-        self._write_requests(tx, updated, step.requests, now)
+        write_requests(tx, updated, step.requests, now)
         if updated.data.get(DEFERRED):
             updated = self._reoffer_deferred(tx, updated)
         return SendResult(updated, logged)
@@ -538,7 +539,7 @@ class Engine:
         tx.append_event(logged)
         tx.update_session(updated)
         if notify:
-            self._write_requests(tx, updated, [WebhookRequest(REVIEW_WEBHOOK, record.state)], now)
+            write_requests(tx, updated, [WebhookRequest(REVIEW_WEBHOOK, record.state)], now)
         return SendResult(updated, logged)
 
     # -- internals --------------------------------------------------------------------
@@ -602,7 +603,7 @@ class Engine:
             if in_flight and (effect.state, effect.seq) == (record.state, record.entered_seq):
                 tx.update_effect(replace(effect, state=target, seq=seq))
         timers = [r for r in current.entry_requests(target) if isinstance(r, TimerRequest)]
-        self._write_requests(tx, migrated, timers, now)
+        write_requests(tx, migrated, timers, now)
         return migrated, current
 
     def _prior(
@@ -666,109 +667,8 @@ class Engine:
         )
         return spec.content_hash
 
-    def _write_requests(
-        self, tx: Transaction, record: SessionRecord, requests: Sequence[Request], now: int
-    ) -> None:
-        for index, request in enumerate(requests):
-            if isinstance(request, EffectRequest):
-                key = f"{record.session_id}:{request.effect}:{record.seq}"
-                if index and any(
-                    isinstance(r, EffectRequest) and r.effect == request.effect
-                    for r in requests[:index]
-                ):
-                    key += f".{index}"
-                tx.add_effect(
-                    EffectRecord(
-                        key=key,
-                        session_id=record.session_id,
-                        effect=request.effect,
-                        state=record.state,  # where the session waits for the outcome
-                        seq=record.seq,
-                        status="pending",
-                        attempts=0,
-                        available_at=now,
-                        created_at=now,
-                        params=_effect_params(request, record),
-                    )
-                )
-            elif isinstance(request, TimerRequest):
-                due = (
-                    now + request.after_seconds * 1000
-                    if request.after_seconds is not None
-                    else record.expires_at
-                )
-                tx.add_timer(record.session_id, request.event, request.state, record.seq, due)
-            elif isinstance(request, WebhookRequest):
-                body = {
-                    "id": f"{record.session_id}:{record.seq}:{request.type}",
-                    "type": request.type,
-                    "createdAt": now // 1000,
-                    "data": {"session": session_view(record).full()},
-                }
-                tx.add_webhook(record.session_id, request.type, body, now)
-
 
 @dataclass(frozen=True)
 class ParkedWork:
     effects: list[EffectRecord]
     timers: list[TimerRecord]
-
-
-def _effect_params(request: EffectRequest, record: SessionRecord) -> dict[str, Any] | None:
-    """The amount a state's ``amount:`` names, fixed now, after this event's own money
-    is counted, so a retry or a takeover after a crash moves the same units."""
-    if request.amount is None:
-        return None
-    return {"units": amounts.effect_units(request.amount, record.data)}
-
-
-def _request_rows(requests: Sequence[Request]) -> tuple[dict[str, Any], ...]:
-    """The requests as logged JSON (flat frozen dataclasses: no deep copy needed), as a
-    tuple like the rows stores read back, so a record compares equal either way."""
-    return tuple({k: v for k, v in vars(r).items() if v is not None} for r in requests)
-
-
-def session_view(record: SessionRecord, history: Sequence[EventRecord] | None = None) -> Session:
-    """The public resource (Daimo's shape plus ours) for a stored session."""
-    data = record.data
-    decimals = int(data["destination"].get("decimals", 0))
-    moved = data.get("amounts", amounts.empty())
-    destination = dict(data["destination"])
-    delivery = _delivery(moved, decimals, record.status)
-    if delivery:
-        destination["delivery"] = delivery
-    return Session.model_validate(
-        {
-            "sessionId": record.session_id,
-            "status": record.status,
-            "destination": destination,
-            "display": data["display"],
-            "paymentMethod": data.get("paymentMethod"),
-            "metadata": data.get("metadata"),
-            "refundAddress": data.get("refundAddress"),
-            "clientSecret": data.get("clientSecret", ""),
-            "createdAt": record.created_at // 1000,
-            "expiresAt": record.expires_at // 1000,
-            "flow": {"name": record.flow_name, "version": record.flow_version},
-            "state": record.state,
-            "amounts": {
-                kind: ("-" if units < 0 else "") + format_units(abs(units), decimals)
-                for kind, units in amounts.totals(moved).items()
-            },
-            "txHashes": list(moved.get("txHashes", [])),
-            "history": [
-                {"event": e.event, "from": e.source, "to": e.target, "at": e.created_at // 1000}
-                for e in history or ()
-            ],
-        }
-    )
-
-
-def _delivery(moved: Mapping[str, Any], decimals: int, status: str) -> dict[str, Any] | None:
-    """Daimo's ``destination.delivery``: the delivery, or for a bounce the refund."""
-    kind = "refunded" if status == "bounced" else "delivered"
-    units = int(moved.get(kind, 0))
-    hashes = moved.get("txHashes", [])
-    if not units or not hashes:
-        return None
-    return {"txHash": hashes[-1], "receivedUnits": format_units(units, decimals)}

@@ -236,7 +236,7 @@ def test_a_create_that_rolled_back_does_not_stop_the_flow_version_being_saved(
     def lost_connection(*args: object) -> None:
         raise StoreError("connection lost mid-transaction")
 
-    monkeypatch.setattr(engine, "_write_requests", lost_connection)  # fails inside the tx
+    monkeypatch.setattr("flowengine.engine.write_requests", lost_connection)  # inside the tx
     with pytest.raises(StoreError):
         engine.create_session(create_request())
     monkeypatch.undo()
