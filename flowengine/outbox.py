@@ -13,7 +13,7 @@ from typing import Any
 
 from . import amounts
 from .compiler import EffectRequest, Request, TimerRequest, WebhookRequest
-from .sessions.view import session_view
+from .sessions.view import session_body
 from .store import EffectRecord, SessionRecord, Transaction
 
 
@@ -57,7 +57,7 @@ def write_requests(
                 "id": f"{record.session_id}:{record.seq}:{request.type}",
                 "type": request.type,
                 "createdAt": now // 1000,
-                "data": {"session": session_view(record).full()},
+                "data": {"session": session_body(record)},
             }
             tx.add_webhook(record.session_id, request.type, body, now)
 
