@@ -34,9 +34,10 @@ Each generated case drives the real :class:`~flowengine.engine.Engine` (memory s
 effect outcomes as ``<effect>.done|failed`` events, timers by moving the clock and
 running the :class:`~flowengine.workers.TimerWorker` — and checks after every step the
 state the session is in and the effects that step requested (the ``requests`` rows of
-its event log). The generated module is self-contained: it imports only flowengine and
-pytest, and finds the flow file from its own folder upwards, so it runs from any
-checkout. ``make testgen`` regenerates the committed files; a test fails when one is
+its event log). The walking itself is :class:`flowengine.testing.FlowWalk`, written
+once; the generated module holds the cases, imports only flowengine (and pytest when a
+case is skipped), and finds the flow file from its own folder upwards, so it runs from
+any checkout. ``make testgen`` regenerates the committed files; a test fails when one is
 stale.
 """
 
@@ -56,6 +57,7 @@ from typing import Literal
 
 from .paths import all_paths, timer_text
 from .spec import Edge, FlowSpec, TransitionSpec, load_flow
+from .testing import EXPIRES_IN
 
 #: Guards testgen can make hold or fail by choosing the create-session request, with
 #: the value a case uses when the flow does not care.
@@ -84,9 +86,6 @@ _POSITION: dict[Received, int] = {"none": -1, "short": -1, "exact": 0, "over": 1
 
 LINE_LENGTH = 100
 
-#: The ``expiresIn`` of every generated session, in seconds: when ``at: expires_at``
-#: timers come due (the generated module has the same constant).
-EXPIRES_IN = 3600
 
 Facts = tuple[tuple[str, bool], ...]
 Item = tuple[Literal["edge", "holds", "refused"], Edge]
@@ -923,18 +922,6 @@ def _render_case(spec: FlowSpec, number: int, case: _Case) -> list[str]:
 
 
 _HELPERS = '''
-EXPIRES_IN = {expires_in}  # seconds: when the `at: expires_at` timers come due
-MERCHANT = "0x1111111111111111111111111111111111111111"
-PAYER_REFUND = "0x2222222222222222222222222222222222222222"
-BASE_USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
-#: What the events that move money carry (25.00 USDC in base units, a transaction hash).
-PAYLOADS: dict[str, dict[str, Any]] = {
-    "payment_detected": {"units": 25_000_000, "txHash": "0x" + "aa" * 32},
-}
-DONE_TX_HASH = "0x" + "bb" * 32  # the transaction an effect's adapter reports
-#: destination.amountUnits when the amount is fixed ("25.00" USDC), in base units.
-AMOUNT_UNITS = 25_000_000
-
 
 def flow_file() -> Path:
     """FLOW_FILE, looked up from this file's folder upwards, then in the working directory."""
@@ -949,138 +936,12 @@ def flow() -> FlowSpec:
     return load_flow(flow_file())
 
 
-def create_request(*, amount_fixed: bool, has_calldata: bool) -> dict[str, Any]:
-    """A valid create-session body that makes the built-in guards come out as asked:
-    `amount_fixed` holds when destination.amountUnits is set, `has_calldata` when
-    destination.calldata is."""
-    destination: dict[str, Any] = {
-        "type": "evm",
-        "address": MERCHANT,
-        "chainId": 8453,
-        "tokenAddress": BASE_USDC,
-    }
-    if amount_fixed:
-        destination["amountUnits"] = "25.00"
-    if has_calldata:
-        destination["calldata"] = "0xd09de08a"
-    return {
-        "destination": destination,
-        "display": {"title": "Generated test", "verb": "Pay"},
-        "refundAddress": PAYER_REFUND,
-        "flow": flow().name,
-        "expiresIn": EXPIRES_IN,
-    }
-
-
-class Walk:
-    """One session of the flow on a fresh engine (memory store, manual clock).
-
-    Each step feeds the session one thing the way production does (an event, an
-    effect's outcome, a timer coming due) and then checks, from the session's event
-    log, the state it reached and the effects that step requested.
-    """
+class Walk(FlowWalk):
+    """One session of this flow on a fresh engine, checked step by step (see
+    flowengine.testing.FlowWalk for what each step feeds and checks)."""
 
     def __init__(self, *, amount_fixed: bool, has_calldata: bool) -> None:
-        self.clock = ManualClock()
-        self.engine = Engine(FlowRegistry([flow()]), "memory://", self.clock)
-        request = create_request(amount_fixed=amount_fixed, has_calldata=has_calldata)
-        self.session_id = self.engine.create_session(request).session_id
-        self.entered_ms = self.clock.now_ms()
-
-    def starts_in(self, state: str, *, effects: list[str]) -> None:
-        self._check("session.created", state, effects)
-
-    def send(self, event: str, *, to: str, effects: list[str], pay: str = "") -> None:
-        self.engine.send(self.session_id, event, self._payload(event, pay))
-        self._check(event, to, effects)
-
-    def outcome(self, event: str, *, to: str, effects: list[str]) -> None:
-        """An effect's outcome, as the effect runner feeds it back: `<effect>.<arm>`."""
-        payload = self._moved(event.removesuffix(".done")) if event.endswith(".done") else {}
-        self.engine.send(self.session_id, event, payload)
-        self._check(event, to, effects)
-
-    def timer(self, event: str, *, due: str, to: str, effects: list[str]) -> None:
-        """Move the clock to the timer's due time; the timer worker fires it."""
-        self._advance(due)
-        assert TimerWorker(self.engine).run_once() == 1, f"the timer {event} ({due}) did not fire"
-        self._check(event, to, effects)
-
-    def refused(self, event: str, *, pay: str = "") -> None:
-        """The event is refused (TransitionNotAllowed) and nothing is written."""
-        before = self.engine.history(self.session_id)
-        with pytest.raises(TransitionNotAllowed):
-            self.engine.send(self.session_id, event, self._payload(event, pay))
-        assert self.engine.history(self.session_id) == before
-
-    def timer_refused(self, event: str, *, due: str) -> None:
-        """The timer comes due, but its event is refused: it fires nothing."""
-        before = self.engine.history(self.session_id)
-        self._advance(due)
-        assert TimerWorker(self.engine).run_once() == 0, f"the timer {event} ({due}) fired"
-        assert self.engine.history(self.session_id) == before
-
-    def visited(self, states: list[str]) -> None:
-        assert [row.target for row in self.engine.history(self.session_id)] == states
-
-    def _moved(self, effect: str) -> dict[str, Any]:
-        """What an adapter reports when `effect` is done: the units the flow fixed for
-        it (a state's `amount:`), else what the session holds (settle: what was
-        delivered), as the ledger adapter does."""
-        with self.engine.store.transaction() as tx:
-            requested = [e for e in tx.effects(self.session_id) if e.effect == effect]
-        params = (requested[-1].params or {}) if requested else {}
-        data = self.engine.record(self.session_id).data
-        if "units" in params:
-            units = params["units"]
-        elif effect.endswith(".settle"):
-            units = data["amounts"]["delivered"]
-        else:
-            units = effect_units("held", data)
-        return {"units": units, "txHash": DONE_TX_HASH}
-
-    def _payload(self, event: str, pay: str) -> dict[str, Any]:
-        """The event's payload. A payment with `pay` brings the total received to exactly
-        the amount ("exact"), leaves it short ("short": 1 base unit) or goes over it
-        ("over": to twice the amount): what the payment guards look at."""
-        if not pay:
-            return PAYLOADS.get(event, {})
-        received = self.engine.record(self.session_id).data["amounts"]["received"]
-        units = {
-            "exact": AMOUNT_UNITS - received,
-            "short": 1,
-            "over": max(1, 2 * AMOUNT_UNITS - received),
-        }[pay]
-        return {"units": units, "txHash": "0x" + "cc" * 32}
-
-    def _advance(self, due: str) -> None:
-        if due == "expires_at":
-            at = self.engine.record(self.session_id).expires_at
-        else:
-            at = self.entered_ms + parse_duration(due) * 1000
-        self.clock.advance(ms=max(0, at - self.clock.now_ms()))
-
-    def _check(self, event: str, state: str, effects: list[str]) -> None:
-        row = self.engine.history(self.session_id)[-1]
-        assert (row.event, row.target) == (event, state), (
-            f"{event} should lead to {state!r}; the log says {row.event} → {row.target!r}"
-        )
-        assert self.engine.record(self.session_id).state == state
-        requested = [r["effect"] for r in row.requests if r["kind"] == "effect"]
-        assert requested == effects, f"{event} → {state}: requested effects {requested}"
-        self.entered_ms = self.clock.now_ms()
-'''
-
-_DEFERRED_HELPER = '''
-
-    def deferred(self, event: str) -> None:
-        """The flow defers the event (`defer:`): logged, but the state stays, nothing requested."""
-        state = self.engine.record(self.session_id).state
-        self.engine.send(self.session_id, event, PAYLOADS.get(event, {}))
-        row = self.engine.history(self.session_id)[-1]
-        assert (row.event, row.target) == (event, state)
-        assert self.engine.record(self.session_id).state == state
-        assert [r for r in row.requests if r["kind"] == "effect"] == []
+        super().__init__(flow(), amount_fixed=amount_fixed, has_calldata=has_calldata)
 '''
 
 
@@ -1122,25 +983,14 @@ def _render(spec: FlowSpec, flow_path: str, plan: _Plan) -> str:
         "",
         "import functools",
         "from pathlib import Path",
-        "from typing import Any",
         "",
-        "import pytest",
-        "",
-        "from flowengine.amounts import effect_units",
-        "from flowengine.clock import ManualClock",
-        "from flowengine.durations import parse_duration",
-        "from flowengine.engine import Engine",
-        "from flowengine.errors import TransitionNotAllowed",
-        "from flowengine.flows import FlowRegistry",
+        *(["import pytest", ""] if any(case.skip for case in plan.cases) else []),
         "from flowengine.spec import FlowSpec, load_flow",
-        "from flowengine.workers import TimerWorker",
+        "from flowengine.testing import FlowWalk",
         "",
         f"FLOW_FILE = {_q(flow_path)}",
     ]
-    helpers = _HELPERS.replace("{expires_in}", str(EXPIRES_IN)).rstrip("\n")
-    if any(step.kind == "deferred" for case in plan.cases for step in case.steps):
-        helpers += _DEFERRED_HELPER.rstrip("\n")
-    lines.extend(helpers.split("\n"))
+    lines.extend(_HELPERS.rstrip("\n").split("\n"))
     for number, case in enumerate(plan.cases, start=1):
         lines += ["", ""]
         lines.extend(_render_case(spec, number, case))

@@ -149,8 +149,9 @@ def test_the_header_says_where_it_comes_from_and_how_to_regenerate(file: Path) -
         f"(content hash {spec.content_hash[:16]});"
     )
     assert second == "# do not edit — regenerate with `make testgen`"
-    assert "tests." not in text  # self-contained: runs from any checkout
-    assert 'Engine(FlowRegistry([flow()]), "memory://", self.clock)' in text
+    assert "tests." not in text  # needs flowengine only: runs from any checkout
+    assert "from flowengine.testing import FlowWalk" in text  # the walk, written once
+    assert "super().__init__(flow(), amount_fixed=amount_fixed" in text
 
 
 def test_generation_is_deterministic_even_across_processes(tmp_path: Path) -> None:
