@@ -402,19 +402,17 @@ def _variance_roles(spec: FlowSpec, at: Positions, _: Registry) -> Iterator[Prob
             )
     needs = {"underpaid": variance.underpaid, "overpaid": variance.overpaid}
     for key, action in needs.items():
-        if action == "review" and review is None:
+        if action in ("review", "refund_difference") and review is None:
+            why = {
+                "review": "",
+                "refund_difference": "an excess refund that fails leaves the whole payment "
+                "held for a person; ",
+            }[action]
             yield at.problem(
                 ("variance", key),
-                f"'{key}: review' needs a review state",
-                "add a state with 'status: requires_review', or name one in "
+                f"'{key}: {action}' needs a review state",
+                f"{why}add a state with 'status: requires_review', or name one in "
                 "'variance.review_state'",
-            )
-        if action == "refund_difference" and review is None:
-            yield at.problem(
-                ("variance", key),
-                f"'{key}: refund_difference' needs a review state",
-                "an excess refund that fails leaves the whole payment held for a person; add "
-                "a state with 'status: requires_review', or name one in 'variance.review_state'",
             )
         if action in ("refund_all", "wait_until_expiry", "refund_difference") and refund is None:
             yield at.problem(

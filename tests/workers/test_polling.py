@@ -55,6 +55,22 @@ def run_until_quiet(runner: EffectRunner, clock: ManualClock, seconds: int) -> N
         clock.advance(1)
 
 
+def parked_delivery(store_url: str, clock: ManualClock) -> tuple[Engine, str]:
+    """A paid session whose delivery never answered, in a flow with no review state:
+    the runner gave up and parked the effect."""
+    engine = engine_for(
+        "    effect: evm.deliver\n    poll: ['10s']\n"
+        "    outcomes: {done: delivered, failed: refunding}\n",
+        store_url,
+        clock,
+        review_state=False,
+    )
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAY)
+    run_until_quiet(EffectRunner(engine, {"evm.deliver": NoAnswer()}), clock, 30)
+    return engine, sid
+
+
 def test_an_exhausted_schedule_goes_to_the_review_state_by_default(
     store_url: str, clock: ManualClock
 ) -> None:
@@ -120,16 +136,7 @@ def test_an_exhausted_schedule_follows_the_flows_unknown_arm(
 def test_a_parked_effect_is_listed_until_a_person_settles_it(
     store_url: str, clock: ManualClock
 ) -> None:
-    engine = engine_for(
-        "    effect: evm.deliver\n    poll: ['10s']\n"
-        "    outcomes: {done: delivered, failed: refunding}\n",
-        store_url,
-        clock,
-        review_state=False,
-    )
-    sid = engine.create_session(create_request()).session_id
-    engine.send(sid, "payment_detected", PAY)
-    run_until_quiet(EffectRunner(engine, {"evm.deliver": NoAnswer()}), clock, 30)
+    engine, sid = parked_delivery(store_url, clock)
     (parked,) = engine.parked_work().effects
     assert (parked.session_id, parked.effect, parked.status) == (sid, "evm.deliver", "review")
 
@@ -149,16 +156,7 @@ def test_the_review_command_lists_parked_effects(
     tmp_path: Path, clock: ManualClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    engine = engine_for(
-        "    effect: evm.deliver\n    poll: ['10s']\n"
-        "    outcomes: {done: delivered, failed: refunding}\n",
-        url,
-        clock,
-        review_state=False,
-    )
-    sid = engine.create_session(create_request()).session_id
-    engine.send(sid, "payment_detected", PAY)
-    run_until_quiet(EffectRunner(engine, {"evm.deliver": NoAnswer()}), clock, 30)
+    engine, sid = parked_delivery(url, clock)
     engine.store.close()
 
     assert main(["sessions", "review", "--flows", str(FLOWS), "--store", url]) == 0
