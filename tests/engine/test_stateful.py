@@ -12,15 +12,17 @@ every step, what must always hold for money:
 
 The flow is deposit with policies switched on (early payments deferred, late ones
 refunded, overpayments split by refund_difference). It runs on the memory store and,
-with fewer examples, on SQLite.
+with fewer examples, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from pathlib import Path
 from tempfile import mkdtemp
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -33,7 +35,7 @@ from flowengine.flows import FlowRegistry
 from flowengine.reconcile import reconcile
 from flowengine.spec import load_flow
 from flowengine.workers import EffectRunner, RetryPolicy, TimerWorker
-from tests.conftest import FLOWS
+from tests.conftest import FLOWS, drop_schema, postgres_url
 from tests.factories import create_request
 
 CHAOS_FLOW = (FLOWS / "deposit.yaml").read_text().replace("version: 1\n", "version: chaos\n", 1) + (
@@ -148,6 +150,19 @@ class ChaosOnSqlite(Chaos):
         return f"sqlite:///{Path(mkdtemp()) / 'chaos.db'}"
 
 
+class ChaosOnPostgres(Chaos):
+    """Each example in a schema of its own on the test server, dropped afterwards."""
+
+    def store_url(self) -> str:
+        self.schema = f"fe_{uuid.uuid4().hex}"
+        return postgres_url(self.schema)
+
+    def teardown(self) -> None:
+        super().teardown()
+        if hasattr(self, "schema"):
+            drop_schema(self.schema)
+
+
 Chaos.TestCase.settings = settings(
     max_examples=40,
     stateful_step_count=30,
@@ -160,5 +175,7 @@ ChaosOnSqlite.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+ChaosOnPostgres.TestCase.settings = ChaosOnSqlite.TestCase.settings
 test_chaos = Chaos.TestCase
 test_chaos_on_sqlite = ChaosOnSqlite.TestCase
+test_chaos_on_postgres = pytest.mark.postgres(ChaosOnPostgres.TestCase)
