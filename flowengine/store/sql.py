@@ -376,7 +376,7 @@ class SqlTransaction:
     (:class:`StoreConflict` for a broken uniqueness or reference rule).
     """
 
-    __slots__ = ("_backend", "_cur", "_dec", "_enc", "_queued", "_sql")
+    __slots__ = ("_backend", "_cur", "_dec", "_enc", "_locked", "_queued", "_sql")
 
     def __init__(self, cursor: Any, backend: _Backend) -> None:
         self._cur = cursor
@@ -385,6 +385,8 @@ class SqlTransaction:
         self._enc = backend.encode
         self._dec = backend.decode
         self._queued: dict[str, list[Mapping[str, Any]]] = {}
+        self._locked: set[str] = set()
+        """Sessions read FOR UPDATE in this transaction: they exist until it ends."""
 
     # Writes whose result nobody reads in the transaction (the session row, the log row,
     # the outbox rows) are queued per statement and sent as one executemany each before
@@ -417,6 +419,17 @@ class SqlTransaction:
 
     def _update_sessions(self, rows: list[Mapping[str, Any]]) -> None:
         sql = self._sql.update_session
+        if self._backend.name == "postgresql":
+            # A session this transaction locked exists until it ends: its update needs no
+            # row count, and so no extra round trip before the commit.
+            held = [row for row in rows if row["_session_id"] in self._locked]
+            if len(held) == 1:
+                self._cur.execute(sql, held[0])
+            elif held:
+                self._cur.executemany(sql, held)
+            rows = [row for row in rows if row["_session_id"] not in self._locked]
+            if not rows:
+                return
         if self._backend.name == "postgresql" and len(rows) == 1:
             found = self._cur.execute(sql + " RETURNING session_id", rows[0]).fetchone()
             updated = 0 if found is None else 1
@@ -512,7 +525,11 @@ class SqlTransaction:
     def get_session(self, session_id: str, *, for_update: bool = False) -> SessionRecord | None:
         sql = self._sql.get_session_locked if for_update else self._sql.get_session
         row = self._one(sql, {"session_id": session_id})
-        return None if row is None else self._session(row)
+        if row is None:
+            return None
+        if for_update:
+            self._locked.add(session_id)
+        return self._session(row)
 
     def insert_session(self, record: SessionRecord) -> None:
         self._queue("insert_session", self._session_params(record))
@@ -549,6 +566,7 @@ class SqlTransaction:
                 event_rows = event_cursor.fetchall() if logged else []
         except self._backend.error as exc:
             self._backend.raise_store_error(exc)
+        self._locked.update(row[0] for row in session_rows)
         return (
             {row[0]: self._session(row) for row in session_rows},
             {(row[0], row[2]): self._event(row) for row in event_rows},
