@@ -22,7 +22,7 @@ from typing import Any
 
 from . import amounts
 from .clock import Clock, SystemClock
-from .compiler import CompiledFlow, TimerRequest, WebhookRequest
+from .compiler import CompiledFlow, WebhookRequest
 from .errors import (
     FieldError,
     FlowEngineError,
@@ -31,7 +31,8 @@ from .errors import (
     TransitionNotAllowed,
     ValidationError,
 )
-from .flows import FlowRegistry, UnknownFlow, ensure_unchanged_in
+from .flows import FlowRegistry, UnknownFlow, save_version_in
+from .migration import migrate_if_declared
 from .outbox import request_rows, write_requests
 from .sessions import (
     Catalog,
@@ -45,7 +46,6 @@ from .sessions.view import session_view
 from .store import (
     EffectRecord,
     EventRecord,
-    FlowVersionRecord,
     SessionRecord,
     Store,
     TimerRecord,
@@ -59,7 +59,6 @@ DEFERRED = "deferred"
 DEFER_LIMIT = 10
 REFUND_EFFECT = "evm.refund"
 LATE_SUFFIX = ":late"
-MIGRATED_EVENT = "flow.migrated"
 REVIEW_WEBHOOK = "session.requires_review"
 
 
@@ -366,7 +365,9 @@ class Engine:
         if prior is not None:
             return SendResult(record, prior, duplicate=True)
         flow = self._flow_for(tx, record)
-        record, flow = self._migrate_if_declared(tx, record, flow, item)
+        record, flow = migrate_if_declared(
+            tx, record, flow, self.flows.find(record.flow_name), item.event, self.clock.now_ms()
+        )
         if flow.is_final(record.state):
             return self._late(tx, record, flow, item)
         try:
@@ -544,68 +545,6 @@ class Engine:
 
     # -- internals --------------------------------------------------------------------
 
-    def _migrate_if_declared(
-        self, tx: Transaction, record: SessionRecord, flow: CompiledFlow, item: EventInput
-    ) -> tuple[SessionRecord, CompiledFlow]:
-        """Move a session to the current version of its flow when that version says so.
-
-        The current version's ``upgrade.migrate`` must cover the session's version and
-        map its state; otherwise the session stays pinned to its own version. The move
-        is logged as a ``flow.migrated`` row in this same transaction, so it commits or
-        rolls back with the event that triggered it (an event the new version refuses
-        leaves the session on its old version). A migration does not re-enter the
-        state: no effect is requested again (one in flight carries over), only the new
-        state's timers are scheduled afresh.
-        """
-        current = self.flows.find(record.flow_name)
-        if current is None or current.spec.content_hash == record.flow_hash:
-            return record, flow
-        upgrade = current.spec.upgrade
-        if isinstance(upgrade, str) or not upgrade.covers(record.flow_version):
-            return record, flow
-        target = upgrade.migrate.get(record.state)
-        if target is None or flow.is_final(record.state) or current.is_final(target):
-            return record, flow
-        now = self.clock.now_ms()
-        seq = record.seq + 1
-        migrated = replace(
-            record,
-            flow_version=current.spec.version,
-            flow_hash=current.spec.content_hash,
-            state=target,
-            status=current.status_of(target),
-            updated_at=now,
-            seq=seq,
-            entered_seq=seq,
-        )
-        self._save_flow_version(tx, current, now)  # rare: no cache, so a rollback is harmless
-        tx.append_event(
-            EventRecord(
-                session_id=record.session_id,
-                seq=seq,
-                event_id=f"migrate:{record.flow_hash[:16]}:{current.spec.content_hash[:16]}",
-                event=MIGRATED_EVENT,
-                source=record.state,
-                target=target,
-                created_at=now,
-                meta={
-                    "from_version": record.flow_version,
-                    "to_version": current.spec.version,
-                    "from_hash": record.flow_hash,
-                    "to_hash": current.spec.content_hash,
-                    "trigger": item.event,
-                },
-            )
-        )
-        tx.update_session(migrated)
-        for effect in tx.effects(record.session_id):
-            in_flight = effect.status in ("pending", "running")
-            if in_flight and (effect.state, effect.seq) == (record.state, record.entered_seq):
-                tx.update_effect(replace(effect, state=target, seq=seq))
-        timers = [r for r in current.entry_requests(target) if isinstance(r, TimerRequest)]
-        write_requests(tx, migrated, timers, now)
-        return migrated, current
-
     def _prior(
         self,
         tx: Transaction,
@@ -660,11 +599,7 @@ class Engine:
         spec = flow.spec
         if spec.content_hash in self._saved_versions:
             return None
-        ensure_unchanged_in(tx, spec)
-        text = spec.source.text if spec.source else ""
-        tx.save_flow_version(
-            FlowVersionRecord(spec.name, spec.version, spec.content_hash, text, now)
-        )
+        save_version_in(tx, spec, now)
         return spec.content_hash
 
 

@@ -15,7 +15,7 @@ from .compiler import CompiledFlow, compile_flow
 from .errors import FlowEngineError, FlowVersionConflict
 from .registry import Registry, default_registry
 from .spec import FlowSpec, load_flow, load_flows
-from .store import Transaction
+from .store import FlowVersionRecord, Transaction
 
 
 def ensure_unchanged(spec: FlowSpec, known: Iterable[tuple[str, str, str]]) -> None:
@@ -31,6 +31,14 @@ def ensure_unchanged_in(tx: Transaction, spec: FlowSpec) -> None:
     ensure_unchanged(
         spec, ((v.name, v.version, v.content_hash) for v in tx.flow_versions(spec.name))
     )
+
+
+def save_version_in(tx: Transaction, spec: FlowSpec, now: int) -> None:
+    """Store ``spec`` as a flow version (insert if absent), after checking that the
+    store holds no other content under its name and version."""
+    ensure_unchanged_in(tx, spec)
+    text = spec.source.text if spec.source else ""
+    tx.save_flow_version(FlowVersionRecord(spec.name, spec.version, spec.content_hash, text, now))
 
 
 class UnknownFlow(FlowEngineError):

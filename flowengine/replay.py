@@ -26,11 +26,10 @@ from .clock import SystemClock
 from .compiler import CompiledFlow, EffectRequest, compile_flow
 from .errors import FlowEngineError, Problem, TransitionNotAllowed
 from .flows import ensure_unchanged_in
+from .migration import MIGRATED_EVENT
 from .registry import Registry, default_registry
 from .spec import FlowSpec, check_upgrade, load_flow
 from .store import EventRecord, FlowVersionRecord, SessionRecord, Store, open_store
-
-MIGRATED_EVENT = "flow.migrated"
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .migration import MIGRATED_EVENT
 from .spec import FlowSpec
 from .store import EventRecord, Store
 
-MIGRATED_EVENT = "flow.migrated"
 CREATED_EVENT = "session.created"
 
 EdgeKey = tuple[str, str, str]
