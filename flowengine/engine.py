@@ -32,7 +32,7 @@ from .errors import (
     ValidationError,
 )
 from .flows import FlowRegistry, UnknownFlow, save_version_in
-from .migration import migrate_if_declared
+from .migration import migrate, migration_target
 from .outbox import request_rows, write_requests
 from .sessions import (
     Catalog,
@@ -364,21 +364,32 @@ class Engine:
         prior = self._prior(tx, item, known_events)
         if prior is not None:
             return SendResult(record, prior, duplicate=True)
+        amounts.movement(item.event, item.payload)  # bad units: refused before any write
         flow = self._flow_for(tx, record)
-        record, flow = migrate_if_declared(
-            tx, record, flow, self.flows.find(record.flow_name), item.event, self.clock.now_ms()
-        )
         if flow.is_final(record.state):
             return self._late(tx, record, flow, item)
+        # A newer version that takes this session over gets the event in its target
+        # state; the move is written only once the event is taken (or deferred).
+        current = self.flows.find(record.flow_name)
+        target = migration_target(record, flow, current)
+        if target is not None:
+            assert current is not None
+            flow, state = current, target
+        else:
+            state = record.state
         try:
-            step = flow.send(record.state, item.event, item.payload, session=record.data)
+            step = flow.send(state, item.event, item.payload, session=record.data)
         except TransitionNotAllowed as exc:
             deferrable = defer and item.event in flow.spec.defer
             if deferrable and len(record.data.get(DEFERRED, [])) < DEFER_LIMIT:
+                if target is not None:
+                    record = migrate(tx, record, flow, target, item.event, self.clock.now_ms())
                 return self._defer(tx, record, item)
             raise TransitionNotAllowed(
                 exc.event, exc.state, exc.allowed, session_id=record.session_id
             ) from None
+        if target is not None:
+            record = migrate(tx, record, flow, target, item.event, self.clock.now_ms())
         now = self.clock.now_ms()
         seq = record.seq + 1
         data = dict(record.data)
@@ -415,7 +426,8 @@ class Engine:
         return SendResult(updated, logged)
 
     def _defer(self, tx: Transaction, record: SessionRecord, item: EventInput) -> SendResult:
-        """Keep an event the state cannot take yet, to offer it again after a transition."""
+        """Keep an event the state cannot take yet, to offer it again after a transition.
+        (``apply`` has checked its payload, so a re-offer cannot fail on bad units.)"""
         entry = {
             "event": item.event,
             "payload": dict(item.payload),
@@ -462,9 +474,21 @@ class Engine:
     def _late(
         self, tx: Transaction, record: SessionRecord, flow: CompiledFlow, item: EventInput
     ) -> SendResult:
-        """An event for a finished session: recorded, never refused, routed by ``on_late``."""
+        """An event for a finished session: recorded, never refused, routed by ``on_late``.
+
+        A late refund gives back exactly what this late event brought (its ``units``,
+        fixed in the effect row now), never "whatever the session holds" when the
+        refund runs: two late payments refunded at once, or a session a person settled
+        by hand, would otherwise pay out more than arrived. A late event with no units
+        to give back goes to review instead.
+        """
         from_late_refund = str(item.meta.get("effect", "")).endswith(LATE_SUFFIX)
         action = "ignore" if from_late_refund else flow.spec.late_action(item.event)
+        units = item.payload.get("units")
+        if action == "refund" and not (
+            isinstance(units, int) and not isinstance(units, bool) and units > 0
+        ):
+            action = "review"
         result = self._log_unapplied(
             tx,
             record,
@@ -475,6 +499,11 @@ class Engine:
             meta={"late": action},
         )
         if action == "refund" and not result.duplicate:
+            assert isinstance(units, int)
+            held = amounts.totals(result.record.data.get("amounts", {}))["held"]
+            refund = min(units, held)  # never more than the session holds
+            if refund <= 0:
+                return result
             now = self.clock.now_ms()
             tx.add_effect(
                 EffectRecord(
@@ -487,6 +516,7 @@ class Engine:
                     attempts=0,
                     available_at=now,
                     created_at=now,
+                    params={"units": refund},
                 )
             )
         return result

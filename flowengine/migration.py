@@ -2,9 +2,10 @@
 
 Sessions are pinned to the flow version they started with (DESIGN: a session never
 silently switches). A newer version may take older sessions over with
-``upgrade: {from: <versions>, migrate: {old_state: new_state}}``; the engine calls
-:func:`migrate_if_declared` before applying each event, inside that event's
-transaction.
+``upgrade: {from: <versions>, migrate: {old_state: new_state}}``: before applying an
+event the engine asks :func:`migration_target`, offers the event to the new version in
+the target state, and only if it is taken writes the move (:func:`migrate`) and the
+event, in one transaction.
 """
 
 from __future__ import annotations
@@ -19,33 +20,39 @@ from .store import EventRecord, SessionRecord, Transaction
 MIGRATED_EVENT = "flow.migrated"
 
 
-def migrate_if_declared(
-    tx: Transaction,
-    record: SessionRecord,
-    flow: CompiledFlow,
-    current: CompiledFlow | None,
-    trigger: str,
-    now: int,
-) -> tuple[SessionRecord, CompiledFlow]:
-    """Move a session to the current version of its flow when that version says so.
-
-    The current version's ``upgrade.migrate`` must cover the session's version and
-    map its state; otherwise the session stays pinned to its own version. The move
-    is logged as a ``flow.migrated`` row in this same transaction, so it commits or
-    rolls back with the event that triggered it (an event the new version refuses
-    leaves the session on its old version). A migration does not re-enter the
-    state: no effect is requested again (one in flight carries over), only the new
-    state's timers are scheduled afresh. ``current`` is the flow's current version
-    (None when this engine no longer has the flow), ``trigger`` the event that moves it.
-    """
+def migration_target(
+    record: SessionRecord, flow: CompiledFlow, current: CompiledFlow | None
+) -> str | None:
+    """The state of ``current`` (the flow's current version) this session moves to now,
+    or None when it stays on its own version: ``current``'s ``upgrade.migrate`` must
+    cover the session's version and map its state, and neither side may be final."""
     if current is None or current.spec.content_hash == record.flow_hash:
-        return record, flow
+        return None
     upgrade = current.spec.upgrade
     if isinstance(upgrade, str) or not upgrade.covers(record.flow_version):
-        return record, flow
+        return None
     target = upgrade.migrate.get(record.state)
     if target is None or flow.is_final(record.state) or current.is_final(target):
-        return record, flow
+        return None
+    return target
+
+
+def migrate(
+    tx: Transaction,
+    record: SessionRecord,
+    current: CompiledFlow,
+    target: str,
+    trigger: str,
+    now: int,
+) -> SessionRecord:
+    """Move the session to ``target`` of ``current``, logged as a ``flow.migrated`` row.
+
+    The engine calls this only once the new version has accepted the triggering event,
+    in that event's transaction, so a refused event leaves the session on its old
+    version and writes nothing. A migration does not re-enter the state: no effect is
+    requested again (one in flight carries over), only the new state's timers are
+    scheduled afresh.
+    """
     seq = record.seq + 1
     migrated = replace(
         record,
@@ -83,4 +90,4 @@ def migrate_if_declared(
             tx.update_effect(replace(effect, state=target, seq=seq))
     timers = [r for r in current.entry_requests(target) if isinstance(r, TimerRequest)]
     write_requests(tx, migrated, timers, now)
-    return migrated, current
+    return migrated

@@ -14,7 +14,7 @@ import pytest
 from flowengine.adapters.ledger import LedgerAdapter
 from flowengine.clock import ManualClock
 from flowengine.engine import Engine
-from flowengine.errors import TransitionNotAllowed
+from flowengine.errors import TransitionNotAllowed, ValidationError
 from flowengine.flows import FlowRegistry
 from flowengine.reconcile import reconcile
 from flowengine.spec import load_flow
@@ -112,3 +112,53 @@ def test_deferral_is_bounded(store_url: str, clock: ManualClock) -> None:
         engine.send(sid, "evm.settle.done", event_id=f"early-{n}")
     with pytest.raises(TransitionNotAllowed):
         engine.send(sid, "evm.settle.done", event_id="one-too-many")
+
+
+def test_late_refunds_give_back_exactly_each_late_payment(
+    store_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Each late refund's amount is fixed when it is requested: two refunds claimed at
+    once cannot both pay out "everything held" (which paid 45.00 for 35.00 received)."""
+    engine = engine_for("on_late: {payment_detected: refund}\n", store_url, clock)
+    sid = completed(engine)
+    engine.send(sid, "payment_detected", {"units": 7_000_000, "txHash": "0x" + "01" * 32})
+    engine.send(sid, "payment_detected", {"units": 3_000_000, "txHash": "0x" + "02" * 32})
+    with engine.store.transaction() as tx:
+        refunds = [e.params for e in tx.effects(sid) if e.key.endswith(":late")]
+    assert refunds == [{"units": 7_000_000}, {"units": 3_000_000}]
+
+    ledger = LedgerAdapter(tmp_path / "ledger.db")
+    runner = EffectRunner(engine, {"evm.refund": ledger, "evm.deliver": ledger})
+    while runner.run_once():
+        pass
+    session = engine.get(sid)
+    assert (session.amounts.received, session.amounts.refunded) == ("35.00", "10.00")
+    assert session.amounts.held == "0.00"
+
+
+def test_a_late_payment_to_a_session_settled_by_hand_refunds_only_itself(
+    store_url: str, clock: ManualClock
+) -> None:
+    engine = engine_for("on_late: {payment_detected: refund}\n", store_url, clock)
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAY)
+    engine.send(sid, "evm.deliver.failed")
+    engine.send(sid, "evm.refund.failed")  # review: a person refunds 25.00 by hand
+    engine.override(sid, "resolve_bounced", reason="refunded by hand", actor="ops")
+    engine.send(sid, "payment_detected", {"units": 7_000_000, "txHash": "0x" + "03" * 32})
+    with engine.store.transaction() as tx:
+        (late,) = [e for e in tx.effects(sid) if e.key.endswith(":late")]
+    assert late.params == {"units": 7_000_000}  # not the 32.00 the books say is held
+
+
+def test_an_early_event_with_bad_units_is_refused_not_deferred(
+    store_url: str, clock: ManualClock
+) -> None:
+    """Deferred events are re-offered later; one that could never be applied would fail
+    every later transition, so it is refused at the door and nothing is written."""
+    engine = engine_for("defer: payment_detected", store_url, clock)
+    sid = engine.create_session(create_request(amount=None)).session_id
+    with pytest.raises(ValidationError):
+        engine.send(sid, "payment_detected", {"units": "25000000"})
+    assert [e.event for e in engine.history(sid)] == ["session.created"]
+    assert engine.send(sid, "select_amount").state == "amount_selected"

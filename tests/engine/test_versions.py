@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from flowengine.clock import ManualClock
-from flowengine.engine import Engine
-from flowengine.errors import FlowVersionConflict
+from flowengine.engine import Engine, EventInput
+from flowengine.errors import FlowVersionConflict, TransitionNotAllowed
 from flowengine.flows import FlowRegistry
 from flowengine.spec import load_flow
 from tests.conftest import FLOWS, ROOT, MakeStoreUrl
@@ -89,6 +89,31 @@ def test_a_declared_map_moves_a_session_at_its_next_event(
     assert (migration.meta["from_version"], migration.meta["to_version"]) == ("1", "2")
     assert upgraded.record(sid).flow_version == "2"
     assert [e.seq for e in history] == list(range(1, len(history) + 1))
+
+
+def test_an_event_the_new_version_refuses_leaves_the_session_where_it_was(
+    store_url: str, clock: ManualClock
+) -> None:
+    """Refused means nothing written, alone or in a group commit: not even the move to
+    the new version (send_many commits the batch's other events)."""
+    first = engine_with(V1, store_url, clock)
+    alone, grouped, other = (first.create_session(create_request()).session_id for _ in "abc")
+    upgraded = redeployed(first, v2(MIGRATE), store_url, clock)
+    with pytest.raises(TransitionNotAllowed):
+        upgraded.send(alone, "evm.settle.done")  # 'created' takes no settle outcome
+    results = upgraded.send_many(
+        [EventInput(grouped, "evm.settle.done"), EventInput(other, "payment_detected", PAYMENT)]
+    )
+    assert isinstance(results[0], TransitionNotAllowed)
+    for sid in (alone, grouped):
+        assert upgraded.record(sid).flow_version == "1"
+        assert [e.event for e in upgraded.history(sid)] == ["session.created"]
+    assert upgraded.record(other).flow_version == "2"  # taken: moved, then applied
+    assert [e.event for e in upgraded.history(other)] == [
+        "session.created",
+        "flow.migrated",
+        "payment_detected",
+    ]
 
 
 def test_an_unmapped_state_keeps_the_session_pinned(store_url: str, clock: ManualClock) -> None:
