@@ -63,10 +63,14 @@ class TimerWorker:
         self, tx: Transaction, now: int, limit: int, attempted: list[TimerRecord] | None = None
     ) -> int:
         fired = 0
-        for timer in tx.claim_due_timers(now, limit):
+        timers = tx.claim_due_timers(now, limit)
+        # Their sessions are locked up front, in session-id order like send_many's, so a
+        # timer batch and a group commit cannot deadlock on each other; one round trip.
+        sessions, known = tx.lock_for_events([(t.session_id, _event_id(t)) for t in timers])
+        for timer in timers:
             if attempted is not None:
                 attempted.append(timer)
-            record = tx.get_session(timer.session_id, for_update=True)
+            record = sessions.get(timer.session_id)
             current = (
                 record is not None
                 and record.state == timer.state
@@ -79,14 +83,15 @@ class TimerWorker:
                 timer.session_id,
                 timer.event,
                 {},
-                event_id=f"timer:{timer.timer_id}",
+                event_id=_event_id(timer),
                 meta={"timer": timer.timer_id, "due_at": timer.due_at},
             )
             try:
-                self.engine.apply(tx, item, locked=record)
+                result = self.engine.apply(tx, item, locked=record, known_events=known)
             except TransitionNotAllowed:
                 tx.finish_timer(timer.timer_id, "cancelled")
                 continue
+            sessions[timer.session_id] = result.record  # a later timer of it sees this
             tx.finish_timer(timer.timer_id, "fired")
             fired += 1
         return fired
@@ -107,3 +112,8 @@ class TimerWorker:
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
         run_until(stop, self.run_once, idle_seconds)
+
+
+def _event_id(timer: TimerRecord) -> str:
+    """The fired event's id: a timer fires once, whichever worker fires it."""
+    return f"timer:{timer.timer_id}"
