@@ -55,11 +55,13 @@ def run_until_quiet(runner: EffectRunner, clock: ManualClock, seconds: int) -> N
         clock.advance(1)
 
 
-def parked_delivery(store_url: str, clock: ManualClock) -> tuple[Engine, str]:
-    """A paid session whose delivery never answered, in a flow with no review state:
-    the runner gave up and parked the effect."""
+def parked_delivery(
+    store_url: str, clock: ManualClock, poll: str = "['10s']", rpc: NoAnswer | None = None
+) -> tuple[Engine, str]:
+    """A paid session whose delivery never answered (``rpc``), in a flow with no review
+    state: once its ``poll`` schedule ran out, the runner gave up and parked the effect."""
     engine = engine_for(
-        "    effect: evm.deliver\n    poll: ['10s']\n"
+        f"    effect: evm.deliver\n    poll: {poll}\n"
         "    outcomes: {done: delivered, failed: refunding}\n",
         store_url,
         clock,
@@ -67,7 +69,7 @@ def parked_delivery(store_url: str, clock: ManualClock) -> tuple[Engine, str]:
     )
     sid = engine.create_session(create_request()).session_id
     engine.send(sid, "payment_detected", PAY)
-    run_until_quiet(EffectRunner(engine, {"evm.deliver": NoAnswer()}), clock, 30)
+    run_until_quiet(EffectRunner(engine, {"evm.deliver": rpc or NoAnswer()}), clock, 60)
     return engine, sid
 
 
@@ -97,17 +99,8 @@ def test_an_exhausted_schedule_goes_to_the_review_state_by_default(
 def test_an_exhausted_schedule_without_an_arm_or_review_state_reports_the_session(
     store_url: str, clock: ManualClock
 ) -> None:
-    engine = engine_for(
-        "    effect: evm.deliver\n    poll: ['10s×2']\n"
-        "    outcomes: {done: delivered, failed: refunding}\n",
-        store_url,
-        clock,
-        review_state=False,
-    )
-    sid = engine.create_session(create_request()).session_id
-    engine.send(sid, "payment_detected", PAY)
     rpc = NoAnswer()
-    run_until_quiet(EffectRunner(engine, {"evm.deliver": rpc}), clock, 60)
+    engine, sid = parked_delivery(store_url, clock, poll="['10s×2']", rpc=rpc)
     assert rpc.looks == 3  # the first try, then the two scheduled looks
     assert engine.get(sid).status == "paid"  # never silently failed
     log = engine.history(sid)[-1]
