@@ -282,7 +282,7 @@ class FlowSpec(_Strict):
         default_factory=dict,
         description="what to do with an event that reaches a finished session: review "
         "(default; record it and tell the merchant), ignore (record it), refund (record it "
-        "and refund what the session holds)",
+        "and give back exactly the units it brought)",
     )
     defer: Annotated[list[EventName], OneOrMany] = Field(
         default_factory=list,
