@@ -116,6 +116,19 @@ def _parser() -> argparse.ArgumentParser:
     override.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
     override.set_defaults(run=_sessions_override)
 
+    effects = commands.add_parser("effects", help="effects the workers parked for a person")
+    effects_commands = effects.add_subparsers(required=True, metavar="ACTION")
+    retry = effects_commands.add_parser(
+        "retry",
+        help="put a parked effect back in the queue (its adapter is asked status_of first)",
+    )
+    retry.add_argument("key", metavar="KEY", help="as listed by 'sessions review'")
+    retry.add_argument("--reason", default="", help="why (recorded in the log)")
+    retry.add_argument("--actor", default=os.environ.get("USER", ""), help="who (default $USER)")
+    retry.add_argument("--store", required=True, help="store URL")
+    retry.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
+    retry.set_defaults(run=_effects_retry)
+
     from .testgen import add_command as add_testgen
 
     add_testgen(commands)
@@ -218,13 +231,24 @@ def _sessions_review(args: argparse.Namespace) -> int:
     for effect in parked.effects:
         print(
             f"parked effect {effect.key}  after {effect.attempts} attempt(s) since "
-            f"{_when(effect.available_at)}: {effect.last_error or 'no detail'}"
+            f"{_when(effect.available_at)}: {effect.last_error or 'no detail'}  "
+            "(flowengine effects retry KEY, or settle the session with an override)"
         )
     for timer in parked.timers:
         print(
             f"failed timer {timer.event} of {timer.session_id} ({timer.state})  "
             f"due {_when(timer.due_at)}"
         )
+    return 0
+
+
+def _effects_retry(args: argparse.Namespace) -> int:
+    engine = _engine_for(args)
+    try:
+        retried = engine.retry_effect(args.key, reason=args.reason, actor=args.actor)
+    finally:
+        engine.store.close()
+    print(f"effect {retried.key} queued again (by {args.actor})")
     return 0
 
 

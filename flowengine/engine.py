@@ -229,16 +229,7 @@ class Engine:
         of the session parked for review are settled by the decision: they are marked
         ``cancelled`` (with the actor and reason), in the same transaction.
         """
-        if not reason.strip() or not actor.strip():
-            raise ValidationError(
-                [
-                    FieldError(
-                        "reason" if not reason.strip() else "actor",
-                        "required",
-                        "an override needs a reason and an actor, for the audit log",
-                    )
-                ]
-            )
+        _require_audit(reason, actor)
         item = EventInput(
             session_id,
             event,
@@ -253,6 +244,51 @@ class Engine:
                     note = f"settled by override {event} ({actor}: {reason})"
                     tx.update_effect(replace(parked, status="cancelled", last_error=note))
             return result
+
+    def retry_effect(self, key: str, *, reason: str, actor: str) -> EffectRecord:
+        """Put an effect parked for review back in the queue (say, once a broken adapter
+        is fixed), recording who and why in the session's log.
+
+        Safe to do whatever happened before: the runner asks the adapter ``status_of``
+        the key before performing a retried effect, so a transfer that did go through
+        is reported, not made twice. Refused (nothing written) unless the effect is
+        parked and its session is still in the state that requested it.
+        """
+        _require_audit(reason, actor)
+        with self.store.transaction() as tx:
+            effect = tx.get_effect(key)
+            if effect is None:
+                raise FlowEngineError(f"no effect {key!r}")
+            if effect.status != "review":
+                raise FlowEngineError(
+                    f"effect {key} is {effect.status}, not parked for review: nothing to retry"
+                )
+            record = tx.get_session(effect.session_id, for_update=True)
+            assert record is not None
+            if (record.state, record.entered_seq) != (effect.state, effect.seq):
+                raise FlowEngineError(
+                    f"session {record.session_id} has left the state that requested effect "
+                    f"{key} (it is in '{record.state}'); settle it with an override instead"
+                )
+            now = self.clock.now_ms()
+            retried = replace(
+                effect,
+                status="pending",
+                available_at=now,
+                lease_until=None,
+                claimed_by=None,
+                last_error=f"retried by {actor}: {reason}",
+            )
+            tx.update_effect(retried)
+            audit = EventInput(
+                record.session_id,
+                "effect.retried",
+                {"effect": key},
+                event_id=f"retry:{uuid.uuid4().hex}",
+                meta={"override": True, "actor": actor},
+            )
+            self._log_unapplied(tx, record, audit, reason, notify=False, count=False)
+            return retried
 
     def parked_work(self, limit: int = 100) -> ParkedWork:
         """What the workers gave up on and left for a person, oldest first: effects in
@@ -631,6 +667,20 @@ class Engine:
             return None
         save_version_in(tx, spec, now)
         return spec.content_hash
+
+
+def _require_audit(reason: str, actor: str) -> None:
+    """A human decision needs a reason and an actor, for the audit log."""
+    if not reason.strip() or not actor.strip():
+        raise ValidationError(
+            [
+                FieldError(
+                    "reason" if not reason.strip() else "actor",
+                    "required",
+                    "a decision by hand needs a reason and an actor, for the audit log",
+                )
+            ]
+        )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from flowengine.adapters.base import EffectCall, EffectResult
 from flowengine.cli import main
 from flowengine.clock import ManualClock
 from flowengine.engine import Engine
+from flowengine.errors import FlowEngineError, ValidationError
 from flowengine.flows import FlowRegistry
 from flowengine.spec import load_flow
 from flowengine.workers import EffectRunner
@@ -158,3 +159,54 @@ def test_the_review_command_lists_parked_effects(
     assert "0 sessions waiting for review" in listed  # the session itself still says paid
     assert f"parked effect {sid}:evm.deliver:" in listed
     assert "after 2 attempt(s)" in listed
+    key = listed.split("parked effect ", 1)[1].split()[0]
+    retry = ["effects", "retry", key, "--reason", "RPC fixed", "--actor", "ops"]
+    assert main([*retry, "--flows", str(FLOWS), "--store", url]) == 0
+    assert f"effect {key} queued again (by ops)" in capsys.readouterr().out
+
+
+class Recovered:
+    """The RPC answers again, and the transfer had gone through all along."""
+
+    def __init__(self) -> None:
+        self.performed = 0
+
+    def perform(self, call: EffectCall) -> EffectResult:
+        self.performed += 1
+        return EffectResult("ok", {"units": 25_000_000, "txHash": "0x" + "dd" * 32})
+
+    def status_of(self, key: str) -> EffectResult | None:
+        return EffectResult("ok", {"units": 25_000_000, "txHash": "0x" + "dd" * 32})
+
+
+def test_a_retried_effect_asks_before_it_acts_and_is_audited(
+    store_url: str, clock: ManualClock
+) -> None:
+    engine, sid = parked_delivery(store_url, clock)
+    (parked,) = engine.parked_work().effects
+
+    engine.retry_effect(parked.key, reason="RPC endpoint fixed", actor="ops")
+    rpc = Recovered()
+    run_until_quiet(EffectRunner(engine, {"evm.deliver": rpc}), clock, 5)
+
+    assert rpc.performed == 0  # it had gone through: reported, not made twice
+    assert engine.get(sid).state == "delivered"
+    assert engine.parked_work().effects == []
+    audit = next(e for e in engine.history(sid) if e.event == "effect.retried")
+    assert (audit.meta["actor"], audit.meta["reason"]) == ("ops", "RPC endpoint fixed")
+    assert audit.payload == {"effect": parked.key}
+
+
+def test_only_a_parked_effect_of_a_waiting_session_can_be_retried(
+    store_url: str, clock: ManualClock
+) -> None:
+    engine, sid = parked_delivery(store_url, clock)
+    (parked,) = engine.parked_work().effects
+    with pytest.raises(ValidationError):
+        engine.retry_effect(parked.key, reason=" ", actor="ops")
+    with pytest.raises(FlowEngineError, match="no effect"):
+        engine.retry_effect("nope", reason="why", actor="ops")
+    engine.override(sid, "evm.deliver.failed", reason="reverted on chain", actor="ops")
+    with pytest.raises(FlowEngineError, match="not parked for review"):
+        engine.retry_effect(parked.key, reason="why", actor="ops")  # settled: cancelled
+    assert [e.event for e in engine.history(sid)].count("effect.retried") == 0
