@@ -129,6 +129,21 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
     retry.set_defaults(run=_effects_retry)
 
+    timers = commands.add_parser("timers", help="timers that failed to fire")
+    timers_commands = timers.add_subparsers(required=True, metavar="ACTION")
+    refire = timers_commands.add_parser(
+        "retry", help="let a failed timer fire again (once its cause is fixed)"
+    )
+    refire.add_argument("session_id", metavar="ID")
+    refire.add_argument(
+        "timer_id", metavar="TIMER", type=int, help="as listed by 'sessions review'"
+    )
+    refire.add_argument("--reason", default="", help="why (recorded in the log)")
+    refire.add_argument("--actor", default=os.environ.get("USER", ""), help="who (default $USER)")
+    refire.add_argument("--store", required=True, help="store URL")
+    refire.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
+    refire.set_defaults(run=_timers_retry)
+
     from .testgen import add_command as add_testgen
 
     add_testgen(commands)
@@ -236,8 +251,8 @@ def _sessions_review(args: argparse.Namespace) -> int:
         )
     for timer in parked.timers:
         print(
-            f"failed timer {timer.event} of {timer.session_id} ({timer.state})  "
-            f"due {_when(timer.due_at)}"
+            f"failed timer {timer.timer_id} ({timer.event}) of {timer.session_id} in "
+            f"{timer.state}, due {_when(timer.due_at)}  (flowengine timers retry ID TIMER)"
         )
     return 0
 
@@ -249,6 +264,16 @@ def _effects_retry(args: argparse.Namespace) -> int:
     finally:
         engine.store.close()
     print(f"effect {retried.key} queued again (by {args.actor})")
+    return 0
+
+
+def _timers_retry(args: argparse.Namespace) -> int:
+    engine = _engine_for(args)
+    try:
+        engine.retry_timer(args.session_id, args.timer_id, reason=args.reason, actor=args.actor)
+    finally:
+        engine.store.close()
+    print(f"timer {args.timer_id} of {args.session_id} will fire again (by {args.actor})")
     return 0
 
 

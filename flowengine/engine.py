@@ -290,6 +290,38 @@ class Engine:
             self._log_unapplied(tx, record, audit, reason, notify=False, count=False)
             return retried
 
+    def retry_timer(self, session_id: str, timer_id: int, *, reason: str, actor: str) -> None:
+        """Let a timer that ``failed`` to fire (firing it raised) fire again, once the
+        cause is fixed; logged in the session with actor and reason. Refused, writing
+        nothing, unless the timer failed and its session is still in the state that set
+        it (a timer is only valid there)."""
+        _require_audit(reason, actor)
+        with self.store.transaction() as tx:
+            record = tx.get_session(session_id, for_update=True)
+            if record is None:
+                raise SessionNotFound(session_id)
+            timer = next((t for t in tx.timers(session_id) if t.timer_id == timer_id), None)
+            if timer is None or timer.status != "failed":
+                found = "no such timer" if timer is None else f"it is {timer.status}"
+                raise FlowEngineError(
+                    f"timer {timer_id} of session {session_id} did not fail ({found}): "
+                    "nothing to retry"
+                )
+            if (record.state, record.entered_seq) != (timer.state, timer.entered_seq):
+                raise FlowEngineError(
+                    f"session {session_id} has left the state that set timer {timer_id} "
+                    f"(it is in '{record.state}'): the timer no longer applies"
+                )
+            tx.finish_timer(timer_id, "pending")  # already due: the next worker pass fires it
+            audit = EventInput(
+                session_id,
+                "timer.retried",
+                {"timer": timer_id, "event": timer.event},
+                event_id=f"retry:{uuid.uuid4().hex}",
+                meta={"override": True, "actor": actor},
+            )
+            self._log_unapplied(tx, record, audit, reason, notify=False, count=False)
+
     def parked_work(self, limit: int = 100) -> ParkedWork:
         """What the workers gave up on and left for a person, oldest first: effects in
         ``review`` (an adapter that kept raising, an outcome nobody could take) and

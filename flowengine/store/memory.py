@@ -241,6 +241,8 @@ class MemoryTransaction:
         old = self.s.timer_rows[timer_id]
         self.s.timer_rows[timer_id] = replace(old, status=status)
         self._undo.append(lambda: self.s.timer_rows.__setitem__(timer_id, old))
+        if status == "pending" and old.status != "pending":  # a failed timer retried
+            heapq.heappush(self.s.timer_heap, (old.due_at, timer_id))
 
     def timers(self, session_id: str) -> list[TimerRecord]:
         return [t for t in self.s.timer_rows.values() if t.session_id == session_id]

@@ -447,6 +447,19 @@ def test_parked_effects_and_failed_timers_are_listed_for_a_person(
         ]
 
 
+def test_a_failed_timer_set_pending_again_is_claimable(with_session: Store) -> None:
+    with with_session.transaction() as tx:
+        tx.add_timer("s1", "expire", "created", 0, 10)
+    with with_session.transaction() as tx:
+        (timer,) = tx.claim_due_timers(now=50, limit=10)
+        tx.finish_timer(timer.timer_id, "failed")
+    with with_session.transaction() as tx:
+        assert tx.claim_due_timers(now=50, limit=10) == []
+        tx.finish_timer(timer.timer_id, "pending")
+    with with_session.transaction() as tx:
+        assert [t.timer_id for t in tx.claim_due_timers(now=50, limit=10)] == [timer.timer_id]
+
+
 def test_a_timer_keeps_what_it_was_set_with(with_session: Store) -> None:
     with with_session.transaction() as tx:
         tx.add_timer("s1", "expire", "amount_selected", 4, 61_000)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
+import pytest
+
+from flowengine.cli import main
 from flowengine.clock import ManualClock
 from flowengine.engine import Engine
+from flowengine.errors import FlowEngineError
 from flowengine.flows import FlowRegistry
 from flowengine.registry import Registry
 from flowengine.spec import load_flow
@@ -69,19 +74,7 @@ def test_competing_workers_fire_each_timer_exactly_once(engine: Engine, clock: M
         assert [e.event for e in engine.history(sid)] == ["session.created", "expire"]
 
 
-def test_a_timer_that_cannot_fire_is_parked_and_the_others_still_fire(
-    store_url: str, clock: ManualClock
-) -> None:
-    registry = Registry.default()
-
-    def broken(ctx: object) -> bool:
-        raise RuntimeError("a guard with a bug")
-
-    registry.add_guard("broken", broken)
-    fragile = load_flow(
-        "fragile.yaml",
-        registry=registry,
-        text="""
+FRAGILE = """
 flowengine: 1
 name: fragile
 version: 1
@@ -89,12 +82,29 @@ states:
   waiting: {initial: true, timers: [{after: 1m, event: give_up}]}
   gone: {final: true}
 transitions:
-  - {event: give_up, from: waiting, to: gone, guards: broken}
-""",
-    )
+  - {event: give_up, from: waiting, to: gone, guards: flaky}
+"""
+
+
+def fragile_engine(store_url: str, clock: ManualClock, healthy: list[bool]) -> Engine:
+    """deposit plus a flow whose timer's guard raises while ``healthy[0]`` is False."""
+    registry = Registry.default()
+
+    def flaky(ctx: object) -> bool:
+        if not healthy[0]:
+            raise RuntimeError("a guard with a bug")
+        return True
+
+    registry.add_guard("flaky", flaky)
     flows = FlowRegistry.from_directory(FLOWS, registry)
-    flows.add(fragile)
-    engine = Engine(flows, store_url, clock)
+    flows.add(load_flow("fragile.yaml", registry=registry, text=FRAGILE))
+    return Engine(flows, store_url, clock)
+
+
+def test_a_timer_that_cannot_fire_is_parked_and_the_others_still_fire(
+    store_url: str, clock: ManualClock
+) -> None:
+    engine = fragile_engine(store_url, clock, healthy=[False])
     doomed = engine.create_session(create_request(flow="fragile")).session_id
     healthy = engine.create_session(create_request(expiresIn=120)).session_id
     clock.advance(121)
@@ -105,3 +115,40 @@ transitions:
         assert [t.status for t in tx.timers(doomed)] == ["failed"]
     assert [(t.session_id, t.event) for t in engine.parked_work().timers] == [(doomed, "give_up")]
     engine.store.close()
+
+
+def test_a_failed_timer_fires_once_retried_after_the_fix(
+    store_url: str, clock: ManualClock
+) -> None:
+    health = [False]
+    engine = fragile_engine(store_url, clock, health)
+    sid = engine.create_session(create_request(flow="fragile")).session_id
+    clock.advance(61)
+    TimerWorker(engine).run_once()
+    (failed,) = engine.parked_work().timers
+    with pytest.raises(FlowEngineError, match="did not fail"):
+        engine.retry_timer(sid, failed.timer_id + 1000, reason="fixed", actor="ops")
+
+    health[0] = True  # the guard's bug is fixed and deployed
+    engine.retry_timer(sid, failed.timer_id, reason="guard fixed in 1.4.2", actor="ops")
+    assert TimerWorker(engine).run_once() == 1
+
+    assert engine.get(sid).status == "gone"
+    assert engine.parked_work().timers == []
+    events = [e.event for e in engine.history(sid)]
+    assert events == ["session.created", "timer.retried", "give_up"]
+    engine.store.close()
+
+
+def test_the_timer_retry_command_refuses_a_timer_that_did_not_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    engine = Engine(FlowRegistry.from_directory(FLOWS), url)
+    sid = engine.create_session(create_request()).session_id
+    with engine.store.transaction() as tx:
+        (expiry,) = tx.timers(sid)
+    engine.store.close()
+    args = ["timers", "retry", sid, str(expiry.timer_id), "--reason", "why", "--actor", "ops"]
+    assert main([*args, "--flows", str(FLOWS), "--store", url]) == 1
+    assert "did not fail (it is pending): nothing to retry" in capsys.readouterr().err
