@@ -12,7 +12,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -110,10 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     override.add_argument("session_id", metavar="ID")
     override.add_argument("event", metavar="EVENT", nargs="?", help="omit to list the choices")
-    override.add_argument("--reason", default="", help="why (recorded in the log)")
-    override.add_argument("--actor", default=os.environ.get("USER", ""), help="who (default $USER)")
-    override.add_argument("--store", required=True, help="store URL")
-    override.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
+    _decision_arguments(override)
     override.set_defaults(run=_sessions_override)
 
     effects = commands.add_parser("effects", help="effects the workers parked for a person")
@@ -123,10 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         help="put a parked effect back in the queue (its adapter is asked status_of first)",
     )
     retry.add_argument("key", metavar="KEY", help="as listed by 'sessions review'")
-    retry.add_argument("--reason", default="", help="why (recorded in the log)")
-    retry.add_argument("--actor", default=os.environ.get("USER", ""), help="who (default $USER)")
-    retry.add_argument("--store", required=True, help="store URL")
-    retry.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
+    _decision_arguments(retry)
     retry.set_defaults(run=_effects_retry)
 
     timers = commands.add_parser("timers", help="timers that failed to fire")
@@ -138,10 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     refire.add_argument(
         "timer_id", metavar="TIMER", type=int, help="as listed by 'sessions review'"
     )
-    refire.add_argument("--reason", default="", help="why (recorded in the log)")
-    refire.add_argument("--actor", default=os.environ.get("USER", ""), help="who (default $USER)")
-    refire.add_argument("--store", required=True, help="store URL")
-    refire.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
+    _decision_arguments(refire)
     refire.set_defaults(run=_timers_retry)
 
     from .testgen import add_command as add_testgen
@@ -223,6 +215,24 @@ def _diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decision_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every decision by hand takes: who and why (for the log), and where."""
+    parser.add_argument("--reason", default="", help="why (recorded in the log)")
+    parser.add_argument("--actor", default=os.environ.get("USER", ""), help="who (default $USER)")
+    parser.add_argument("--store", required=True, help="store URL")
+    parser.add_argument("--flows", type=Path, default=Path("flows"), help="flows directory")
+
+
+@contextmanager
+def _opened_engine(args: argparse.Namespace) -> Iterator[Any]:
+    """The engine for ``--flows`` and ``--store``, its store closed afterwards."""
+    engine = _engine_for(args)
+    try:
+        yield engine
+    finally:
+        engine.store.close()
+
+
 def _engine_for(args: argparse.Namespace) -> Any:
     from .engine import Engine
     from .flows import FlowRegistry
@@ -231,12 +241,9 @@ def _engine_for(args: argparse.Namespace) -> Any:
 
 
 def _sessions_review(args: argparse.Namespace) -> int:
-    engine = _engine_for(args)
-    try:
+    with _opened_engine(args) as engine:
         waiting = engine.review_queue()
         parked = engine.parked_work()
-    finally:
-        engine.store.close()
     for record in waiting:
         print(
             f"{record.session_id}  {record.flow_name} v{record.flow_version}  "
@@ -258,21 +265,15 @@ def _sessions_review(args: argparse.Namespace) -> int:
 
 
 def _effects_retry(args: argparse.Namespace) -> int:
-    engine = _engine_for(args)
-    try:
+    with _opened_engine(args) as engine:
         retried = engine.retry_effect(args.key, reason=args.reason, actor=args.actor)
-    finally:
-        engine.store.close()
     print(f"effect {retried.key} queued again (by {args.actor})")
     return 0
 
 
 def _timers_retry(args: argparse.Namespace) -> int:
-    engine = _engine_for(args)
-    try:
+    with _opened_engine(args) as engine:
         engine.retry_timer(args.session_id, args.timer_id, reason=args.reason, actor=args.actor)
-    finally:
-        engine.store.close()
     print(f"timer {args.timer_id} of {args.session_id} will fire again (by {args.actor})")
     return 0
 
@@ -282,8 +283,7 @@ def _when(ms: int) -> str:
 
 
 def _sessions_override(args: argparse.Namespace) -> int:
-    engine = _engine_for(args)
-    try:
+    with _opened_engine(args) as engine:
         if args.event is None:
             for choice in engine.allowed_events(args.session_id):
                 guard = f" [{choice.guard}]" if choice.guard else ""
@@ -291,8 +291,6 @@ def _sessions_override(args: argparse.Namespace) -> int:
                 print(f"{choice.event:<24} → {choice.target}{guard}{mark}")
             return 0
         result = engine.override(args.session_id, args.event, reason=args.reason, actor=args.actor)
-    finally:
-        engine.store.close()
     print(f"session {args.session_id}: {result.event.source} → {result.state} (by {args.actor})")
     return 0
 

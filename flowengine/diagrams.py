@@ -152,21 +152,22 @@ def flow_digraph(
         )
 
     edges = spec.edges()
-    # The supplied pending and unknown arms of one effect share a target: one arrow.
+    # The supplied pending and unknown arms of one effect share a target: one arrow,
+    # drawn for pending, carrying unknown's traffic too.
     paired = {(e.source, e.target) for e in edges if e.default and e.effect == "pending"}
+    unknown_counts: dict[str, int] = {}
     for index, edge in enumerate(edges):
         if edge.default and edge.effect == "unknown" and (edge.source, edge.target) in paired:
+            unknown_counts[edge.source] = counts[index] if traffic is not None else 0
+    for index, edge in enumerate(edges):
+        if edge.default and edge.effect == "unknown" and edge.source in unknown_counts:
             continue
         lit = (edge.source, edge.target) in hops
         style = _edge_style(edge, lit)
         if traffic is not None:
             count = counts[index]
-            if edge.default and (edge.source, edge.target) in paired:
-                count += next(
-                    counts[i]
-                    for i, e in enumerate(edges)
-                    if e.default and e.effect == "unknown" and e.source == edge.source
-                )
+            if edge.default and edge.effect == "pending":
+                count += unknown_counts.get(edge.source, 0)
             style.update(_heat(count, busiest, style["label"], lit))
         dot.edge(edge.source, edge.target, **style)
     return dot

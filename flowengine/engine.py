@@ -280,14 +280,7 @@ class Engine:
                 last_error=f"retried by {actor}: {reason}",
             )
             tx.update_effect(retried)
-            audit = EventInput(
-                record.session_id,
-                "effect.retried",
-                {"effect": key},
-                event_id=f"retry:{uuid.uuid4().hex}",
-                meta={"override": True, "actor": actor},
-            )
-            self._log_unapplied(tx, record, audit, reason, notify=False, count=False)
+            self._log_decision(tx, record, "effect.retried", {"effect": key}, reason, actor)
             return retried
 
     def retry_timer(self, session_id: str, timer_id: int, *, reason: str, actor: str) -> None:
@@ -313,14 +306,28 @@ class Engine:
                     f"(it is in '{record.state}'): the timer no longer applies"
                 )
             tx.finish_timer(timer_id, "pending")  # already due: the next worker pass fires it
-            audit = EventInput(
-                session_id,
-                "timer.retried",
-                {"timer": timer_id, "event": timer.event},
-                event_id=f"retry:{uuid.uuid4().hex}",
-                meta={"override": True, "actor": actor},
-            )
-            self._log_unapplied(tx, record, audit, reason, notify=False, count=False)
+            payload = {"timer": timer_id, "event": timer.event}
+            self._log_decision(tx, record, "timer.retried", payload, reason, actor)
+
+    def _log_decision(
+        self,
+        tx: Transaction,
+        record: SessionRecord,
+        event: str,
+        payload: Mapping[str, Any],
+        reason: str,
+        actor: str,
+    ) -> None:
+        """Log a person's decision that is not a transition (a retry), with actor and
+        reason, in the session's log: the audit trail beside the overrides."""
+        audit = EventInput(
+            record.session_id,
+            event,
+            payload,
+            event_id=f"decision:{uuid.uuid4().hex}",
+            meta={"override": True, "actor": actor},
+        )
+        self._log_unapplied(tx, record, audit, reason, notify=False, count=False)
 
     def parked_work(self, limit: int = 100) -> ParkedWork:
         """What the workers gave up on and left for a person, oldest first: effects in

@@ -430,10 +430,7 @@ class SqlTransaction:
             rows = [row for row in rows if row["_session_id"] not in self._locked]
             if not rows:
                 return
-        if self._backend.name == "postgresql" and len(rows) == 1:
-            found = self._cur.execute(sql + " RETURNING session_id", rows[0]).fetchone()
-            updated = 0 if found is None else 1
-        elif self._backend.name == "postgresql":
+        if self._backend.name == "postgresql":
             conn = self._cur.connection
             with conn.cursor() as cursor:
                 with conn.pipeline():  # nested: syncs on exit, so the row count is known
