@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import sqlite3
 import statistics
 import sys
@@ -37,23 +36,13 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import PG_DSN, TX, session_request  # noqa: E402
+
 from flowengine import Engine, EventInput, FlowRegistry  # noqa: E402
 from flowengine.compiler import compile_flow  # noqa: E402
 from flowengine.spec import load_flow  # noqa: E402
 
-PG_DSN = os.environ.get("FLOWENGINE_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
-TX = "0x" + "ab" * 32
-REQUEST = {
-    "destination": {
-        "type": "evm",
-        "chainId": 8453,
-        "address": "0x1111111111111111111111111111111111111111",
-        "tokenAddress": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
-        "amountUnits": "25.00",
-    },
-    "display": {"title": "Bench", "verb": "Pay"},
-    "refundAddress": "0x2222222222222222222222222222222222222222",
-}
+REQUEST = session_request()
 STEPS = [
     ("payment_detected", {"units": 25_000_000, "txHash": TX}),
     ("evm.deliver.done", {"units": 25_000_000, "txHash": TX}),

@@ -19,21 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import TX, session_request  # noqa: E402
+
 from flowengine import Engine, EventInput, FlowRegistry  # noqa: E402
 from flowengine.replay import replay_check  # noqa: E402
 from flowengine.spec import load_flow  # noqa: E402
 
-TX = "0x" + "ab" * 32
-REQUEST = {
-    "destination": {
-        "type": "evm",
-        "chainId": 8453,
-        "address": "0x1111111111111111111111111111111111111111",
-        "tokenAddress": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
-    },
-    "display": {"title": "Bench", "verb": "Pay"},
-    "refundAddress": "0x2222222222222222222222222222222222222222",
-}
+REQUEST = session_request(amount=None)
 # created + 5 events, ending live in 'review' (a refund that failed)
 STEPS = [
     ("select_amount", {}),

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import random
 import shutil
 import sqlite3
@@ -62,6 +61,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import PG_DSN, session_request  # noqa: E402
+
 from flowengine import Engine, FlowRegistry  # noqa: E402
 from flowengine.clock import ManualClock  # noqa: E402
 from flowengine.store import SessionRecord  # noqa: E402
@@ -69,19 +70,8 @@ from flowengine.store.memory import MemoryStore  # noqa: E402
 from flowengine.store.sql import _compile  # noqa: E402
 from flowengine.workers import TimerWorker  # noqa: E402
 
-PG_DSN = os.environ.get("FLOWENGINE_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 PG_URL = PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
-REQUEST = {
-    "destination": {
-        "type": "evm",
-        "chainId": 8453,
-        "address": "0x1111111111111111111111111111111111111111",
-        "tokenAddress": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
-        "amountUnits": "25.00",
-    },
-    "display": {"title": "Bench", "verb": "Pay"},
-    "refundAddress": "0x2222222222222222222222222222222222222222",
-}
+REQUEST = session_request()
 EXPIRES_IN_S = 3600
 DAY_MS = 86_400_000
 FILL_CHUNK = 100_000
