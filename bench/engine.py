@@ -19,7 +19,6 @@ Run: .venv/bin/python bench/engine.py [--sessions N]
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import sqlite3
 import statistics
@@ -28,6 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import PG_DSN, TX, session_request  # noqa: E402
+from raw_writes import RawWrites, capture  # noqa: E402
 
 from flowengine import Engine, EventInput, FlowRegistry  # noqa: E402
 from flowengine.compiler import compile_flow  # noqa: E402
@@ -137,94 +138,63 @@ def engine_pg_processes(url: str, n: int, processes: int, grouped: bool = False)
     return share * processes * EVENTS_PER_SESSION / elapsed
 
 
-# -- raw-driver baselines: the same write set by hand -----------------------------------
-
-RAW_SCHEMA = [
-    "CREATE TABLE sessions (id TEXT PRIMARY KEY, state TEXT, status TEXT, data TEXT, "
-    "seq INTEGER, updated_at BIGINT)",
-    "CREATE TABLE events (session_id TEXT, seq INTEGER, event_id TEXT, event TEXT, "
-    "payload TEXT, created_at BIGINT, PRIMARY KEY (session_id, seq), "
-    "UNIQUE (session_id, event_id))",
-    "CREATE TABLE outbox (key TEXT PRIMARY KEY, session_id TEXT, kind TEXT, body TEXT, "
-    "status TEXT, available_at BIGINT)",
-]
-DATA = json.dumps(REQUEST)
+# -- raw-driver baselines: the engine's own write set by hand (raw_writes.py) ----------
 
 
-def _raw_lifecycle(
-    execute: Callable[[str, tuple[object, ...]], list[tuple[object, ...]]],
-    begin: Callable[[], None],
-    commit: Callable[[], None],
-    lock: str,
-) -> None:
-    sid = uuid.uuid4().hex
-    now = int(time.time() * 1000)
-    begin()
-    execute("INSERT INTO sessions VALUES (%s, 'created', 'created', %s, 1, %s)", (sid, DATA, now))
-    execute("INSERT INTO events VALUES (%s, 1, 'created', 'session.created', '{}', %s)", (sid, now))
-    execute(
-        "INSERT INTO outbox VALUES (%s, %s, 'timer', '{}', 'pending', %s)", (sid + ":t", sid, now)
-    )
-    commit()
-    for i, (event, payload) in enumerate(STEPS, start=2):
-        begin()
-        execute("SELECT state, data, seq FROM sessions WHERE id = %s" + lock, (sid,))
-        execute("SELECT seq FROM events WHERE session_id = %s AND event_id = %s", (sid, f"e{i}"))
-        execute(
-            "INSERT INTO events VALUES (%s, %s, %s, %s, %s, %s)",
-            (sid, i, f"e{i}", event, json.dumps(payload), now),
-        )
-        execute(
-            "UPDATE sessions SET state = %s, status = %s, data = %s, seq = %s, updated_at = %s "
-            "WHERE id = %s",
-            (event, event, DATA, i, now, sid),
-        )
-        execute(
-            "INSERT INTO outbox VALUES (%s, %s, 'effect', '{}', 'pending', %s)",
-            (f"{sid}:{i}", sid, now),
-        )
-        commit()
+@cache
+def raw_writes(postgres: bool) -> RawWrites:
+    return RawWrites(*capture(ROOT / "flows", REQUEST, STEPS), postgres=postgres)
 
 
-def raw_sqlite(path: Path, n: int, synchronous: str) -> float:
+def _new_ids(n: int) -> list[str]:
+    return [uuid.uuid4().hex for _ in range(n)]
+
+
+def _raw_sqlite_db(path: Path, synchronous: str) -> sqlite3.Connection:
+    """The engine's tables (its own migrations), opened the way the engine opens them."""
+    Engine(FlowRegistry.from_directory(ROOT / "flows"), f"sqlite:///{path}").store.close()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
-    for statement in RAW_SCHEMA:
-        db.execute(statement)
+    db.execute("PRAGMA foreign_keys=ON")
+    return db
 
-    def execute(sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
-        return db.execute(sql.replace("%s", "?"), params).fetchall()
 
-    def run() -> None:
-        for _ in range(n):
-            _raw_lifecycle(
-                execute, lambda: db.execute("BEGIN IMMEDIATE"), lambda: db.execute("COMMIT"), ""
-            )
+def raw_sqlite(path: Path, n: int, synchronous: str) -> float:
+    db = _raw_sqlite_db(path, synchronous)
+    raw, ids = raw_writes(False), _new_ids(n)
 
-    rate = n * EVENTS_PER_SESSION / timed(run)
+    def execute(sql: str, params: dict[str, Any] | None) -> Any:
+        return db.execute(sql, params or ())
+
+    rate = n * EVENTS_PER_SESSION / timed(lambda: [raw.lifecycle(execute, sid) for sid in ids])
     db.close()
     return rate
 
 
+def raw_sqlite_grouped(path: Path, n: int, synchronous: str) -> float:
+    db = _raw_sqlite_db(path, synchronous)
+    raw, ids = raw_writes(False), _new_ids(n)
+    raw.create_all(db, ids)
+    rate = n * len(STEPS) / timed(lambda: raw.send_grouped(db, ids))
+    db.close()
+    return rate
+
+
+def _pg_connect(schema: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(PG_DSN, autocommit=True)
+    conn.execute(f"SET search_path TO {schema}")  # type: ignore[arg-type]
+    return conn
+
+
 def raw_postgres(schema: str, n: int) -> float:
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"SET search_path TO {schema}")
+    raw, ids = raw_writes(True), _new_ids(n)
+    with _pg_connect(schema) as conn:
 
-        def execute(sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
-            cur = conn.execute(sql, params)  # type: ignore[arg-type]
-            return cur.fetchall() if cur.description else []
+        def execute(sql: str, params: dict[str, Any] | None) -> Any:
+            return conn.execute(sql, params)  # type: ignore[arg-type]
 
-        def run() -> None:
-            for _ in range(n):
-                _raw_lifecycle(
-                    execute,
-                    lambda: conn.execute("BEGIN"),
-                    lambda: conn.execute("COMMIT"),
-                    " FOR UPDATE",
-                )
-
-        return n * EVENTS_PER_SESSION / timed(run)
+        return n * EVENTS_PER_SESSION / timed(lambda: [raw.lifecycle(execute, s) for s in ids])
 
 
 def _raw_pg_worker(args: tuple[str, int]) -> None:
@@ -239,75 +209,15 @@ def raw_postgres_processes(schema: str, n: int, processes: int) -> float:
     return (n // processes) * processes * EVENTS_PER_SESSION / elapsed
 
 
-def _raw_grouped_sends(
-    db: Any, placeholder: str, ids: list[str], lock: str, batch: int = 50
-) -> None:
-    """The engine's group-commit write set by hand: per batch of 50 events of different
-    sessions, lock-read the sessions and look up the event ids (one statement each),
-    then one executemany per table, one commit."""
-    now = int(time.time() * 1000)
-    p = placeholder
-    for i, (event, payload) in enumerate(STEPS, start=2):
-        body = json.dumps(payload)
-        for first in range(0, len(ids), batch):
-            chunk = ids[first : first + batch]
-            marks = ", ".join([p] * len(chunk))
-            db.execute("BEGIN IMMEDIATE" if p == "?" else "BEGIN")
-            db.execute(f"SELECT state, data, seq FROM sessions WHERE id IN ({marks}){lock}", chunk)
-            db.execute(
-                f"SELECT seq FROM events WHERE event_id = {p} AND session_id IN ({marks})",
-                [f"e{i}", *chunk],
-            )
-            cursor = db.cursor()
-            cursor.executemany(
-                f"INSERT INTO events VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
-                [(sid, i, f"e{i}", event, body, now) for sid in chunk],
-            )
-            cursor.executemany(
-                f"UPDATE sessions SET state = {p}, status = {p}, data = {p}, seq = {p}, "
-                f"updated_at = {p} WHERE id = {p}",
-                [(event, event, DATA, i, now, sid) for sid in chunk],
-            )
-            cursor.executemany(
-                f"INSERT INTO outbox VALUES ({p}, {p}, 'effect', '{{}}', 'pending', {p})",
-                [(f"{sid}:{i}", sid, now) for sid in chunk],
-            )
-            db.execute("COMMIT")
-
-
-def _raw_create(db: Any, placeholder: str, n: int) -> list[str]:
-    ids = [uuid.uuid4().hex for _ in range(n)]
-    p = placeholder
-    db.execute("BEGIN IMMEDIATE" if p == "?" else "BEGIN")
-    db.cursor().executemany(
-        f"INSERT INTO sessions VALUES ({p}, 'created', 'created', {p}, 1, 0)",
-        [(sid, DATA) for sid in ids],
-    )
-    db.execute("COMMIT")
-    return ids
-
-
-def raw_sqlite_grouped(path: Path, n: int, synchronous: str) -> float:
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(f"PRAGMA synchronous={synchronous}")
-    for statement in RAW_SCHEMA:
-        db.execute(statement)
-    ids = _raw_create(db, "?", n)
-    rate = n * len(STEPS) / timed(lambda: _raw_grouped_sends(db, "?", ids, ""))
-    db.close()
-    return rate
-
-
 def _raw_pg_grouped_worker(args: tuple[str, int, Any]) -> tuple[float, float]:
     schema, n, start = args
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"SET search_path TO {schema}")  # type: ignore[arg-type]
-        ids = _raw_create(conn, "%s", n)
+    raw, ids = raw_writes(True), _new_ids(n)
+    with _pg_connect(schema) as conn:
+        raw.create_all(conn, ids)
         if start is not None:
             start.wait()
         began = time.time()
-        _raw_grouped_sends(conn, "%s", ids, " FOR UPDATE")
+        raw.send_grouped(conn, ids)
         return began, time.time()
 
 
@@ -339,12 +249,12 @@ def main() -> None:
         return f"sqlite:///{tmp / f'{tag}{i}.db'}?synchronous={sync}"
 
     def pg_schema() -> str:
+        """A fresh schema holding the engine's tables, for the raw baseline."""
         schema = f"fe_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-            for statement in RAW_SCHEMA:
-                conn.execute(f"SET search_path TO {schema}")
-                conn.execute(statement)  # type: ignore[arg-type]
+        engine_url = PG_DSN.replace("postgresql://", "postgresql+psycopg://")
+        Engine(
+            FlowRegistry.from_directory(ROOT / "flows"), f"{engine_url}?schema={schema}"
+        ).store.close()
         return schema
 
     def pg_url(schema: str) -> str:
