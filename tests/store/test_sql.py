@@ -318,6 +318,35 @@ def test_a_database_failure_inside_a_transaction_is_a_store_error(
     store.close()
 
 
+@pytest.mark.parametrize("sql_store", SQL_KINDS, indirect=True)
+def test_a_store_keeps_its_connection_between_transactions(sql_store: SqlStore) -> None:
+    def connection() -> int:
+        with sql_store.transaction() as tx:
+            return id(tx._cur.connection)
+
+    assert connection() == connection()
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_dropped_fails_one_transaction_and_is_replaced(
+    make_store_url: MakeStoreUrl, postgres_server_url: str
+) -> None:
+    store = SqlStore(make_store_url("postgres"))
+    with store.transaction() as tx:
+        tx.insert_session(session())
+        backend = tx._cur.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+
+    with pytest.raises(StoreError), store.transaction() as tx:
+        tx.get_session("s1")
+    with store.transaction() as tx:  # a new connection, not the dead one
+        found = tx.get_session("s1")
+    assert found is not None
+    assert found.state == "created"
+    store.close()
+
+
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_store_made_by_an_older_release_is_migrated_on_open(
     kind: str, make_store_url: MakeStoreUrl
