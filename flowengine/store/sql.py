@@ -154,6 +154,8 @@ _TIMER_FIELDS = _names(TimerRecord)
 _WEBHOOK_FIELDS = _names(WebhookRecord)
 _FLOW_FIELDS = _names(FlowVersionRecord)
 
+_SESSION_FIXED = ("session_id", "flow_name", "created_at")
+_SESSION_UPDATED = [n for n in _SESSION_FIELDS if n not in _SESSION_FIXED]
 _session_cols = [_S.c[n] for n in _SESSION_FIELDS]
 _event_cols = [_EV.c[n] for n in _EVENT_FIELDS]
 _effect_cols = [_EF.c[n] for n in _EFFECT_FIELDS]
@@ -185,9 +187,12 @@ _STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
     "get_session": (_get_session, None),
     "get_session_locked": (_get_session.with_for_update(), None),
     "insert_session": (insert(_S).inline(), _SESSION_FIELDS),
+    # A session's id, flow name and creation time never change: leaving them out of the
+    # SET list spares SQLite rewriting the (flow_name, created_at) index entry on every
+    # event (a dirty index page each commit; ~30 % of a commit measured).
     "update_session": (
         update(_S).where(_S.c.session_id == bindparam("_session_id")),
-        _SESSION_FIELDS[1:],
+        _SESSION_UPDATED,
     ),
     "find_event": (_find_event.where(_EV.c.event_id == bindparam("event_id")), None),
     "find_event_by_ref": (_find_event.where(_EV.c.external_ref == bindparam("ref")), None),
@@ -544,6 +549,7 @@ class SqlTransaction:
         the next read or at commit, when the queued update runs)."""
         params = self._session_params(record)
         params["_session_id"] = params.pop("session_id")
+        del params["flow_name"], params["created_at"]  # never change (see the statement)
         self._queue("update_session", params)
 
     def lock_for_events(
