@@ -146,7 +146,9 @@ class Transaction(Protocol):
 
     def insert_session(self, record: SessionRecord) -> None: ...
 
-    def update_session(self, record: SessionRecord) -> None: ...
+    def update_session(self, record: SessionRecord) -> None:
+        """Store the session's new state and data. Its id, flow name and creation time
+        are fixed when it is inserted; an update does not change them."""
 
     def lock_for_events(
         self, keys: Sequence[tuple[str, str | None]]

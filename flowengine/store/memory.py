@@ -104,6 +104,9 @@ class MemoryTransaction:
 
     def update_session(self, record: SessionRecord) -> None:
         self._require_session(record.session_id)
+        stored = self.s.sessions[record.session_id]
+        if (record.flow_name, record.created_at) != (stored.flow_name, stored.created_at):
+            record = replace(record, flow_name=stored.flow_name, created_at=stored.created_at)
         self._set(self.s.sessions, record.session_id, record)
 
     def _require_session(self, session_id: str) -> None:

@@ -118,6 +118,14 @@ def test_an_update_replaces_the_session(with_session: Store) -> None:
         assert tx.get_session("s1") == moved
 
 
+def test_an_update_keeps_the_flow_name_and_creation_time(with_session: Store) -> None:
+    with with_session.transaction() as tx:
+        tx.update_session(replace(session(), flow_name="other", created_at=99, state="paid"))
+    with with_session.transaction() as tx:
+        stored = tx.get_session("s1")
+    assert stored == replace(session(), state="paid")
+
+
 def test_updating_a_session_that_does_not_exist_is_a_conflict(store: Store) -> None:
     with pytest.raises(StoreConflict), store.transaction() as tx:
         tx.update_session(session("ghost"))
