@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -119,32 +120,53 @@ class RawWrites:
                 execute(self.sql[name], params)
             execute("COMMIT", None)
 
+    def lifecycle_pipelined(self, conn: Any, session_id: str) -> None:
+        """The same on psycopg in pipeline mode, as the engine runs: per event one round
+        trip for the two reads and one for the writes and the commit."""
+        for index, writes in enumerate(self.transactions):
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                if index:
+                    lock = conn.execute(self.lock, {"sid": session_id})
+                    found = conn.execute(
+                        self.find_event, {"sid": session_id, "eid": self.event_id(writes)}
+                    )
+                    lock.fetchall()
+                    found.fetchall()
+                for name, params in self.rows_for(session_id, writes):
+                    conn.execute(self.sql[name], params)
+                conn.execute("COMMIT")
+
     def create_all(self, db: Any, ids: list[str]) -> None:
         """Create ``ids`` (the lifecycle's first transaction, for each), untimed."""
         self._grouped(db, ids, self.transactions[0], reads=False)
 
     def send_grouped(self, db: Any, ids: list[str], batch: int = 50) -> None:
         """Every later step for every session, ``batch`` sessions per transaction: one
-        locked read and one event-id lookup per batch, one executemany per statement."""
+        locked read and one event-id lookup per batch, one executemany per statement
+        (on psycopg in pipeline mode: the reads in one round trip, the writes and the
+        commit in another)."""
         for writes in self.transactions[1:]:
             for first in range(0, len(ids), batch):
                 self._grouped(db, ids[first : first + batch], writes, reads=True)
 
     def _grouped(self, db: Any, ids: list[str], writes: Writes, reads: bool) -> None:
-        db.execute(self.begin)
-        cursor = db.cursor()
-        if reads:
-            marks = ", ".join("%s" if self.postgres else "?" for _ in ids)
-            lock = " ORDER BY session_id FOR UPDATE" if self.postgres else ""
-            cursor.execute(f"SELECT * FROM sessions WHERE session_id IN ({marks}){lock}", ids)
-            cursor.fetchall()
-            cursor.execute(
-                f"SELECT seq FROM events WHERE event_id = {'%s' if self.postgres else '?'} "
-                f"AND session_id IN ({marks})",
-                [self.event_id(writes), *ids],
-            )
-            cursor.fetchall()
-        per_session = [self.rows_for(sid, writes) for sid in ids]
-        for position, (name, _) in enumerate(writes):
-            cursor.executemany(self.sql[name], [rows[position][1] for rows in per_session])
-        db.execute("COMMIT")
+        mark = "%s" if self.postgres else "?"
+        with db.pipeline() if self.postgres else nullcontext():
+            db.execute(self.begin)
+            if reads:
+                marks = ", ".join(mark for _ in ids)
+                lock = " ORDER BY session_id FOR UPDATE" if self.postgres else ""
+                sessions, events = db.cursor(), db.cursor()
+                sessions.execute(f"SELECT * FROM sessions WHERE session_id IN ({marks}){lock}", ids)
+                events.execute(
+                    f"SELECT seq FROM events WHERE event_id = {mark} AND session_id IN ({marks})",
+                    [self.event_id(writes), *ids],
+                )
+                sessions.fetchall()
+                events.fetchall()
+            cursor = db.cursor()
+            per_session = [self.rows_for(sid, writes) for sid in ids]
+            for position, (name, _) in enumerate(writes):
+                cursor.executemany(self.sql[name], [rows[position][1] for rows in per_session])
+            db.execute("COMMIT")

@@ -32,6 +32,7 @@ from .errors import (
     ValidationError,
 )
 from .flows import FlowRegistry, UnknownFlow, save_version_in
+from .jsonvalue import json_errors
 from .migration import migrate, migration_target
 from .outbox import request_rows, write_requests
 from .sessions import (
@@ -433,13 +434,13 @@ class Engine:
         the caller already looked up by (session id, event id) in this transaction; an
         event id missing from it was not logged.
         """
+        _check_input(item)  # refused before any write
         record = locked or tx.get_session(item.session_id, for_update=True)
         if record is None:
             raise SessionNotFound(item.session_id)
         prior = self._prior(tx, item, known_events)
         if prior is not None:
             return SendResult(record, prior, duplicate=True)
-        amounts.movement(item.event, item.payload)  # bad units: refused before any write
         flow = self._flow_for(tx, record)
         if flow.is_final(record.state):
             return self._late(tx, record, flow, item)
@@ -604,6 +605,7 @@ class Engine:
         with its payload, counted in the amounts, and the merchant is told with a
         ``session.requires_review`` webhook.
         """
+        _check_input(item)
         record = tx.get_session(item.session_id, for_update=True)
         if record is None:
             raise SessionNotFound(item.session_id)
@@ -706,6 +708,15 @@ class Engine:
             return None
         save_version_in(tx, spec, now)
         return spec.content_hash
+
+
+def _check_input(item: EventInput) -> None:
+    """An event whose payload or metadata a store could not keep exactly (see
+    :mod:`flowengine.jsonvalue`), or whose units are not base units, is refused."""
+    problems = json_errors(item.payload, "payload") + json_errors(item.meta, "meta")
+    if problems:
+        raise ValidationError(problems)
+    amounts.movement(item.event, item.payload)
 
 
 def _require_audit(reason: str, actor: str) -> None:

@@ -30,7 +30,9 @@ SQLAlchemy's.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -88,6 +90,13 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 10
+POOL_SIZE = 5
+"""Connections a store keeps open between transactions."""
+POOL_OVERFLOW = 10
+"""More it opens while that many transactions run at once (closed again after)."""
+POOL_TIMEOUT_S = 30
+"""How long a transaction waits for a connection when all are in use."""
+_POOL = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S}
 
 _DRIVERS = {
     "sqlite": "sqlite+pysqlite",
@@ -112,8 +121,22 @@ def _json_default(value: object) -> object:
 # step (a webhook snapshot is ~1 KB) and msgspec does it ten times faster. Unlike
 # orjson it keeps integers of any size exact both ways (orjson turns an integer above
 # 64 bits into a float when loading: a token amount in base units can be 2**256 - 1).
+# The engine refuses event values JSON cannot hold exactly (flowengine.jsonvalue), so
+# msgspec never meets a NaN or a Decimal it would quietly turn into null or a string.
 _encoder = msgspec.json.Encoder(enc_hook=_json_default)
-_loads = msgspec.json.Decoder().decode
+_decode = msgspec.json.Decoder().decode
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return _decode(text)
+    except msgspec.DecodeError:
+        # Earlier releases wrote with the json module, which writes NaN and Infinity
+        # tokens msgspec does not read: such rows stay readable.
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise StoreError(f"a JSON column of the store holds invalid JSON: {exc}") from exc
 
 
 def _dumps(value: object) -> str:
@@ -796,6 +819,8 @@ class SqlStore:
         self.url = url
         self.schema: str | None = None
         self._idle: list[PoolProxiedConnection] = []
+        self._idle_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(POOL_SIZE + POOL_OVERFLOW)
         self._closed = False
         target = _normalize(url)
         self.display_url = target.render_as_string(hide_password=True)
@@ -842,7 +867,7 @@ class SqlStore:
                 f"bad store URL {self.display_url}: name a file (sqlite:///path/to/store.db); "
                 "for a store without a file use memory://"
             )
-        engine = create_engine(target.set(query={}), json_serializer=_dumps)
+        engine = create_engine(target.set(query={}), json_serializer=_dumps, **_POOL)
 
         def on_connect(dbapi_conn: Any, _record: Any) -> None:
             # Take transaction control from pysqlite: the store emits BEGIN IMMEDIATE.
@@ -874,7 +899,7 @@ class SqlStore:
         if "connect_timeout" not in query:
             connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
         engine = create_engine(
-            target.set(query=query), json_serializer=_dumps, connect_args=connect_args
+            target.set(query=query), json_serializer=_dumps, connect_args=connect_args, **_POOL
         )
 
         def on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -886,22 +911,51 @@ class SqlStore:
         return engine
 
     def _connection(self) -> PoolProxiedConnection:
-        """An idle connection of this store's, or a new one from the pool.
+        """A connection for one transaction: an idle one of this store's, or the pool's.
 
         Connections stay checked out between transactions: the pool's checkout and
         check-in (with its reset-on-return rollback) cost about 25 µs a transaction,
-        as much as the statements of a small one. The list holds each connection once,
-        so the pool's size still bounds how many run at the same time.
+        as much as the statements of a small one. ``_slots`` keeps the pool's limit:
+        at most ``POOL_SIZE + POOL_OVERFLOW`` transactions hold a connection at once
+        and the others wait their turn (up to ``POOL_TIMEOUT_S``); a connection is
+        only taken from the pool when none is idle, so the pool never runs dry while
+        connections sit here.
         """
-        try:
-            return self._idle.pop()  # list.pop / append are atomic: thread-safe
-        except IndexError:
-            pass
+        if not self._slots.acquire(timeout=POOL_TIMEOUT_S):
+            raise StoreError(
+                f"store {self.display_url}: no connection free after {POOL_TIMEOUT_S} s "
+                f"({POOL_SIZE + POOL_OVERFLOW} transactions already running)"
+            )
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop()
         try:
             return self.engine.raw_connection()
         except SQLAlchemyError as exc:
+            self._slots.release()
             cause = getattr(exc, "orig", None) or exc
             raise StoreError(f"store {self.display_url}: {_describe(cause)}") from exc
+
+    def _release(self, raw: PoolProxiedConnection) -> None:
+        """Keep a healthy connection for the next transaction (up to ``POOL_SIZE``);
+        a broken one is closed, and so are the idle ones: a server that dropped one
+        connection (a restart, a failover) has most likely dropped them all."""
+        to_close: list[PoolProxiedConnection] = []
+        with self._idle_lock:
+            broken = not raw.is_valid
+            if broken:
+                to_close, self._idle = [raw, *self._idle], []
+            elif self._closed or len(self._idle) >= POOL_SIZE:
+                to_close = [raw]
+            else:
+                self._idle.append(raw)
+        self._slots.release()
+        for connection in to_close:
+            connection.close()
+        if broken:
+            # The pool's own idle connections too (what SQLAlchemy does when it sees a
+            # disconnect); connections other transactions hold are closed when they end.
+            self.engine.dispose()
 
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
@@ -917,15 +971,16 @@ class SqlStore:
                     tx = SqlTransaction(cursor, self._backend)
                     yield tx
                     tx.flush()
+                    conn.commit()
                 else:
-                    # Pipeline mode: the queued writes go out together with the commit
-                    # instead of waiting for a round trip each; errors still surface
-                    # before the commit.
+                    # Pipeline mode: the queued writes go out together with the commit,
+                    # one round trip, instead of one each; a failed write still fails
+                    # the commit, and everything is rolled back.
                     with conn.pipeline():
                         tx = SqlTransaction(cursor, self._backend)
                         yield tx
                         tx.flush()
-                conn.commit()
+                        conn.commit()
             except BaseException:
                 _rollback(raw)
                 raise
@@ -934,15 +989,14 @@ class SqlStore:
         except self._backend.error as exc:
             self._backend.raise_store_error(exc)
         finally:
-            if raw.is_valid and not self._closed:
-                self._idle.append(raw)
-            else:
-                raw.close()
+            self._release(raw)
 
     def close(self) -> None:
-        self._closed = True
-        while self._idle:
-            self._idle.pop().close()
+        with self._idle_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for raw in idle:
+            raw.close()
         self.engine.dispose()
 
     def __repr__(self) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -228,6 +230,30 @@ def test_a_malformed_amount_is_refused_without_stopping_the_batch(engine: Engine
     assert isinstance(results[1], ValidationError)
     assert results[1].errors[0].param == "payload.units"
     assert [engine.get(sid).status for sid in ids] == ["paid", "created", "paid"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "meta", "param"),
+    [
+        ({**PAYMENT, "fee": Decimal("0.10")}, {}, "payload.fee"),
+        ({**PAYMENT, "seenAt": datetime(2026, 1, 1, tzinfo=UTC)}, {}, "payload.seenAt"),
+        ({**PAYMENT, "rate": float("nan")}, {}, "payload.rate"),
+        ({**PAYMENT, "logs": [1, float("inf")]}, {}, "payload.logs[1]"),
+        ({**PAYMENT, "byIndex": {3: "0xab"}}, {}, "payload.byIndex"),
+        (PAYMENT, {"seen": {"a", "b"}}, "meta.seen"),
+    ],
+)
+def test_a_value_a_store_could_not_keep_exactly_is_refused_naming_the_field(
+    engine: Engine, payload: dict[str, object], meta: dict[str, object], param: str
+) -> None:
+    # A SQL store would give a Decimal or a datetime back as a string and a NaN as null,
+    # while the memory store kept them: refused on every store, and nothing written.
+    sid = engine.create_session(create_request()).session_id
+    (refused,) = engine.send_many([EventInput(sid, "payment_detected", payload, meta=meta)])
+    assert isinstance(refused, ValidationError)
+    assert [e.param for e in refused.errors] == [param]
+    assert len(engine.history(sid)) == 1
+    assert engine.send(sid, "payment_detected", {**PAYMENT, "fee": "0.10"}).state == "paid"
 
 
 def test_a_create_that_rolled_back_does_not_stop_the_flow_version_being_saved(

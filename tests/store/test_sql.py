@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
 from flowengine.errors import StoreConflict, StoreError
-from flowengine.store import EffectRecord, SessionRecord, open_store
+from flowengine.store import EffectRecord, SessionRecord, open_store, sql
 from flowengine.store.sql import SqlStore, alembic_config
 from flowengine.store.tables import metadata
 
@@ -304,6 +304,29 @@ def test_an_unknown_database_role_is_a_store_error(postgres_server_url: str) -> 
         SqlStore(f"postgresql://nobody_here@{host}")
 
 
+def test_json_written_by_an_earlier_release_stays_readable(make_store_url: MakeStoreUrl) -> None:
+    # Releases before msgspec wrote the json module's NaN / Infinity tokens.
+    store = SqlStore(make_store_url("sqlite"))
+    with store.transaction() as tx:
+        tx.insert_session(session())
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql(
+            """UPDATE sessions SET data = '{"rate": NaN, "cap": Infinity, "n": 1}'"""
+        )
+        conn.commit()
+    with store.transaction() as tx:
+        found = tx.get_session("s1")
+    assert found is not None
+    assert found.data["cap"] == float("inf")
+    assert found.data["rate"] != found.data["rate"]  # NaN
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("UPDATE sessions SET data = '{not json'")
+        conn.commit()
+    with pytest.raises(StoreError, match="invalid JSON"), store.transaction() as tx:
+        tx.get_session("s1")
+    store.close()
+
+
 def test_a_database_failure_inside_a_transaction_is_a_store_error(
     make_store_url: MakeStoreUrl,
 ) -> None:
@@ -327,23 +350,71 @@ def test_a_store_keeps_its_connection_between_transactions(sql_store: SqlStore) 
     assert connection() == connection()
 
 
+def run_together(count: int, body: Callable[[], Any]) -> list[Any]:
+    """``body`` in ``count`` threads at once; what each returned or raised."""
+    with ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(body) for _ in range(count)]
+        return [f.exception() or f.result() for f in futures]
+
+
 @pytest.mark.postgres
-def test_a_connection_the_server_dropped_fails_one_transaction_and_is_replaced(
+def test_a_server_that_dropped_every_connection_fails_one_transaction(
     make_store_url: MakeStoreUrl, postgres_server_url: str
 ) -> None:
-    store = SqlStore(make_store_url("postgres"))
+    store = SqlStore(make_store_url("postgres") + "&application_name=fe_dropped")
     with store.transaction() as tx:
         tx.insert_session(session())
-        backend = tx._cur.execute("SELECT pg_backend_pid()").fetchone()[0]
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+    held = threading.Barrier(8)
+
+    def busy() -> None:  # eight at once: the store and its pool keep several open
+        with store.transaction() as tx:
+            tx.get_session("s1")
+            held.wait(10)
+
+    assert run_together(8, busy) == [None] * 8
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:  # a restart
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'fe_dropped'"
+        )
 
     with pytest.raises(StoreError), store.transaction() as tx:
         tx.get_session("s1")
-    with store.transaction() as tx:  # a new connection, not the dead one
+    with store.transaction() as tx:  # the next one connects afresh: no stale one is kept
         found = tx.get_session("s1")
     assert found is not None
     assert found.state == "created"
+    store.close()
+
+
+@pytest.mark.postgres
+def test_transactions_beyond_the_pool_wait_for_a_connection_not_for_the_timeout(
+    make_store_url: MakeStoreUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "POOL_TIMEOUT_S", 5)  # a starved waiter would fail after 5 s
+    store = SqlStore(make_store_url("postgres"))
+    full = sql.POOL_SIZE + sql.POOL_OVERFLOW
+    started = threading.Barrier(full + 1)
+    release = threading.Event()
+
+    def hold() -> None:
+        with store.transaction() as tx:
+            tx.get_session("s1")
+            started.wait(10)
+            release.wait(10)
+
+    def late() -> None:
+        with store.transaction() as tx:
+            tx.get_session("s1")
+
+    with ThreadPoolExecutor(full + 5) as pool:
+        holders = [pool.submit(hold) for _ in range(full)]
+        started.wait(10)  # every connection is in use
+        waiters = [pool.submit(late) for _ in range(5)]
+        time.sleep(0.2)
+        release.set()
+        assert [f.exception(15) for f in holders + waiters] == [None] * (full + 5)
+    assert len(store._idle) <= sql.POOL_SIZE  # the burst's extra connections are closed
     store.close()
 
 
