@@ -590,11 +590,20 @@ class SqlTransaction:
         if self._queued:
             self.flush()
         # Both queries go out before either result is read: one round trip (pipeline).
-        params = {"sessions": [k[0] for k in logged], "events": [k[1] for k in logged]}
+        # One session (a plain send): the same statements as get_session / find_event,
+        # cheaper for the server than the array forms a batch needs.
+        single = len(ids) == 1 and len(logged) <= 1
         try:
             with self._cur.connection.cursor() as event_cursor:
-                self._cur.execute(_PG_LOCK_SESSIONS, {"ids": ids})
-                if logged:
+                if single:
+                    self._cur.execute(self._sql.get_session_locked, {"session_id": ids[0]})
+                else:
+                    self._cur.execute(_PG_LOCK_SESSIONS, {"ids": ids})
+                if single and logged:
+                    sid, eid = logged[0]
+                    event_cursor.execute(self._sql.find_event, {"session_id": sid, "event_id": eid})
+                elif logged:
+                    params = {"sessions": [k[0] for k in logged], "events": [k[1] for k in logged]}
                     event_cursor.execute(_PG_FIND_EVENTS, params)
                 session_rows = self._cur.fetchall()
                 event_rows = event_cursor.fetchall() if logged else []
