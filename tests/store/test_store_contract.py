@@ -192,6 +192,17 @@ def test_a_batch_of_sessions_is_locked_and_its_logged_events_found_at_once(
     assert logged[("s3", "pay-3")] == event(1, "pay-3", session_id="s3")
 
 
+def test_a_batch_finds_only_the_pairs_it_asked_for(store: Store) -> None:
+    with store.transaction() as tx:
+        for sid in ("s1", "s2"):
+            tx.insert_session(session(sid))
+        tx.append_event(event(1, "a", session_id="s1"))
+        tx.append_event(event(1, "b", session_id="s2"))
+    with store.transaction() as tx:  # s1 logged "a", not "b"; s2 the other way round
+        _, logged = tx.lock_for_events([("s1", "b"), ("s2", "a"), ("s2", "b")])
+    assert list(logged) == [("s2", "b")]
+
+
 def test_queued_writes_are_seen_by_the_next_read_in_the_transaction(store: Store) -> None:
     with store.transaction() as tx:
         tx.insert_session(session())
