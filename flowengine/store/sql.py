@@ -91,12 +91,12 @@ SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 10
 POOL_SIZE = 5
-"""Connections a store keeps open between transactions."""
+"""Connections a store keeps open between transactions (URL option ``pool_size``)."""
 POOL_OVERFLOW = 10
-"""More it opens while that many transactions run at once (closed again after)."""
+"""More it opens while that many more transactions run at once, closed again after
+(``max_overflow``)."""
 POOL_TIMEOUT_S = 30
-"""How long a transaction waits for a connection when all are in use."""
-_POOL = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S}
+"""How long a transaction waits for a connection when all are in use (``pool_timeout``)."""
 
 _DRIVERS = {
     "sqlite": "sqlite+pysqlite",
@@ -821,6 +821,41 @@ def _describe(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- store
 
 
+@dataclass(frozen=True)
+class PoolLimits:
+    """How many connections a store keeps and opens, and how long a transaction waits."""
+
+    size: int = POOL_SIZE
+    overflow: int = POOL_OVERFLOW
+    timeout_s: int = POOL_TIMEOUT_S
+
+    @classmethod
+    def from_query(cls, query: dict[str, Any], where: str) -> PoolLimits:
+        """Take ``pool_size``, ``max_overflow`` and ``pool_timeout`` out of a URL's query."""
+        values: dict[str, int] = {}
+        for option, name, lowest in (
+            ("pool_size", "size", 1),
+            ("max_overflow", "overflow", 0),
+            ("pool_timeout", "timeout_s", 0),
+        ):
+            if option in query:
+                text = str(query.pop(option))
+                if not text.isdigit() or int(text) < lowest:
+                    raise StoreError(
+                        f"bad store URL {where}: {option}={text!r} must be a whole number "
+                        f"of at least {lowest}"
+                    )
+                values[name] = int(text)
+        return cls(**values)
+
+    def engine_options(self) -> dict[str, int]:
+        return {
+            "pool_size": self.size,
+            "max_overflow": self.overflow,
+            "pool_timeout": self.timeout_s,
+        }
+
+
 class SqlStore:
     """A store in SQLite (``sqlite:///path.db``) or PostgreSQL (``postgresql://…``).
 
@@ -828,6 +863,9 @@ class SqlStore:
     last transactions before a power cut for speed), ``busy_timeout`` (ms a writer
     waits for the lock). PostgreSQL: ``schema`` (created if absent, holds every
     table); the other query parameters go to libpq (``sslmode``, ``connect_timeout``…).
+    Both: ``pool_size`` (connections kept open, 5), ``max_overflow`` (more opened while
+    that many more transactions run, 10), ``pool_timeout`` (seconds a transaction
+    waits for a connection, 30).
     """
 
     def __init__(self, url: str) -> None:
@@ -835,7 +873,6 @@ class SqlStore:
         self.schema: str | None = None
         self._idle: list[PoolProxiedConnection] = []
         self._idle_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(POOL_SIZE + POOL_OVERFLOW)
         self._closed = False
         target = _normalize(url)
         self.display_url = target.render_as_string(hide_password=True)
@@ -848,6 +885,7 @@ class SqlStore:
         except (ArgumentError, ValueError, TypeError) as exc:
             raise StoreError(f"bad store URL {self.display_url}: {exc}") from exc
         self._backend = _Backend.of(self.engine, self.display_url)
+        self._slots = threading.BoundedSemaphore(self.pool.size + self.pool.overflow)
         try:
             upgrade(self.engine, self.schema)
         except StoreError:
@@ -860,6 +898,7 @@ class SqlStore:
 
     def _sqlite_engine(self, target: URL) -> Engine:
         query = dict(target.query)
+        self.pool = PoolLimits.from_query(query, self.display_url)
         synchronous = str(query.pop("synchronous", "FULL")).upper()
         if synchronous not in SQLITE_SYNCHRONOUS:
             raise StoreError(
@@ -875,14 +914,16 @@ class SqlStore:
         if query:
             raise StoreError(
                 f"bad store URL {self.display_url}: unknown option(s) {', '.join(sorted(query))}; "
-                "SQLite takes synchronous and busy_timeout"
+                "SQLite takes synchronous, busy_timeout, pool_size, max_overflow and pool_timeout"
             )
         if target.database in (None, "", ":memory:"):
             raise StoreError(
                 f"bad store URL {self.display_url}: name a file (sqlite:///path/to/store.db); "
                 "for a store without a file use memory://"
             )
-        engine = create_engine(target.set(query={}), json_serializer=_dumps, **_POOL)
+        engine = create_engine(
+            target.set(query={}), json_serializer=_dumps, **self.pool.engine_options()
+        )
 
         def on_connect(dbapi_conn: Any, _record: Any) -> None:
             # Take transaction control from pysqlite: the store emits BEGIN IMMEDIATE.
@@ -900,6 +941,7 @@ class SqlStore:
 
     def _postgres_engine(self, target: URL) -> Engine:
         query = dict(target.query)
+        self.pool = PoolLimits.from_query(query, self.display_url)
         schema = query.pop("schema", None)
         connect_args: dict[str, Any] = {}
         if schema is not None:
@@ -914,7 +956,10 @@ class SqlStore:
         if "connect_timeout" not in query:
             connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
         engine = create_engine(
-            target.set(query=query), json_serializer=_dumps, connect_args=connect_args, **_POOL
+            target.set(query=query),
+            json_serializer=_dumps,
+            connect_args=connect_args,
+            **self.pool.engine_options(),
         )
 
         def on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -931,15 +976,17 @@ class SqlStore:
         Connections stay checked out between transactions: the pool's checkout and
         check-in (with its reset-on-return rollback) cost about 25 µs a transaction,
         as much as the statements of a small one. ``_slots`` keeps the pool's limit:
-        at most ``POOL_SIZE + POOL_OVERFLOW`` transactions hold a connection at once
-        and the others wait their turn (up to ``POOL_TIMEOUT_S``); a connection is
+        at most ``pool.size + pool.overflow`` transactions hold a connection at once
+        and the others wait their turn (up to ``pool.timeout_s``); a connection is
         only taken from the pool when none is idle, so the pool never runs dry while
         connections sit here.
         """
-        if not self._slots.acquire(timeout=POOL_TIMEOUT_S):
+        limits = self.pool
+        if not self._slots.acquire(timeout=limits.timeout_s):
             raise StoreError(
-                f"store {self.display_url}: no connection free after {POOL_TIMEOUT_S} s "
-                f"({POOL_SIZE + POOL_OVERFLOW} transactions already running)"
+                f"store {self.display_url}: no connection free after {limits.timeout_s} s "
+                f"({limits.size + limits.overflow} transactions already running; raise "
+                "pool_size / max_overflow in the store URL)"
             )
         with self._idle_lock:
             if self._idle:
@@ -952,7 +999,7 @@ class SqlStore:
             raise StoreError(f"store {self.display_url}: {_describe(cause)}") from exc
 
     def _release(self, raw: PoolProxiedConnection) -> None:
-        """Keep a healthy connection for the next transaction (up to ``POOL_SIZE``);
+        """Keep a healthy connection for the next transaction (up to ``pool.size``);
         a broken one is closed, and so are the idle ones: a server that dropped one
         connection (a restart, a failover) has most likely dropped them all."""
         to_close: list[PoolProxiedConnection] = []
@@ -960,7 +1007,7 @@ class SqlStore:
             broken = not raw.is_valid
             if broken:
                 to_close, self._idle = [raw, *self._idle], []
-            elif self._closed or len(self._idle) >= POOL_SIZE:
+            elif self._closed or len(self._idle) >= self.pool.size:
                 to_close = [raw]
             else:
                 self._idle.append(raw)

@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
 from flowengine.errors import StoreConflict, StoreError
-from flowengine.store import EffectRecord, SessionRecord, open_store, sql
+from flowengine.store import EffectRecord, SessionRecord, open_store
 from flowengine.store.sql import SqlStore, alembic_config
 from flowengine.store.tables import metadata
 
@@ -389,11 +389,11 @@ def test_a_server_that_dropped_every_connection_fails_one_transaction(
 
 @pytest.mark.postgres
 def test_transactions_beyond_the_pool_wait_for_a_connection_not_for_the_timeout(
-    make_store_url: MakeStoreUrl, monkeypatch: pytest.MonkeyPatch
+    make_store_url: MakeStoreUrl,
 ) -> None:
-    monkeypatch.setattr(sql, "POOL_TIMEOUT_S", 5)  # a starved waiter would fail after 5 s
-    store = SqlStore(make_store_url("postgres"))
-    full = sql.POOL_SIZE + sql.POOL_OVERFLOW
+    # A starved waiter would fail after pool_timeout (5 s) instead of getting a turn.
+    store = SqlStore(make_store_url("postgres") + "&pool_size=2&max_overflow=2&pool_timeout=5")
+    full = 4
     started = threading.Barrier(full + 1)
     release = threading.Event()
 
@@ -414,7 +414,31 @@ def test_transactions_beyond_the_pool_wait_for_a_connection_not_for_the_timeout(
         time.sleep(0.2)
         release.set()
         assert [f.exception(15) for f in holders + waiters] == [None] * (full + 5)
-    assert len(store._idle) <= sql.POOL_SIZE  # the burst's extra connections are closed
+    assert len(store._idle) <= 2  # the burst's extra connections are closed
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("option", "hint"),
+    [
+        ("pool_size=0", "pool_size='0'"),
+        ("max_overflow=-1", "max_overflow"),
+        ("pool_timeout=x", "x"),
+    ],
+)
+def test_bad_pool_options_are_refused_naming_them(
+    make_store_url: MakeStoreUrl, option: str, hint: str
+) -> None:
+    with pytest.raises(StoreError, match=hint):
+        SqlStore(f"{make_store_url('sqlite')}?{option}")
+
+
+def test_a_transaction_that_waits_too_long_for_a_connection_says_how_to_allow_more(
+    make_store_url: MakeStoreUrl,
+) -> None:
+    store = SqlStore(make_store_url("sqlite") + "?pool_size=1&max_overflow=0&pool_timeout=0")
+    with store.transaction(), pytest.raises(StoreError, match="pool_size"), store.transaction():
+        pass
     store.close()
 
 
