@@ -67,7 +67,7 @@ from flowengine import Engine, FlowRegistry  # noqa: E402
 from flowengine.clock import ManualClock  # noqa: E402
 from flowengine.store import SessionRecord  # noqa: E402
 from flowengine.store.memory import MemoryStore  # noqa: E402
-from flowengine.store.sql import _compile  # noqa: E402
+from flowengine.store.statements import compile_statements  # noqa: E402
 from flowengine.workers import TimerWorker  # noqa: E402
 
 PG_URL = PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
@@ -228,14 +228,15 @@ def fill_postgres(schema: str, n: int, start_ms: int, now: int, flow: Flow) -> N
 def plan_sqlite(path: Path, now: int, batch: int) -> list[str]:
     db = sqlite3.connect(path)
     rows = db.execute(
-        "EXPLAIN QUERY PLAN " + _compile("sqlite").due_timers, {"now": now, "limit": batch}
+        "EXPLAIN QUERY PLAN " + compile_statements("sqlite").due_timers,
+        {"now": now, "limit": batch},
     ).fetchall()
     db.close()
     return [" | ".join(str(r[-1]) for r in rows)]
 
 
 def plan_postgres(schema: str, now: int, batch: int) -> list[str]:
-    sql = _compile("postgresql").due_timers
+    sql = compile_statements("postgresql").due_timers
     lines = []
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"SET search_path TO {schema}")

@@ -18,60 +18,31 @@ How the two databases keep the contract:
   ordered by due time, so many worker processes share the outboxes without handing
   one row to two of them. ``?schema=NAME`` keeps every table in that schema.
 
-Speed: every statement is a SQLAlchemy Core construct, written once below and compiled
-once per dialect (:func:`_compile`) into SQL text that runs on the connection's DBAPI
-cursor. SQLAlchemy's per-``execute`` machinery (cache lookup, parameter and result
-processing, events) cost about 25 µs a statement here, five times the statement
-itself, and an engine step runs five of them; JSON columns are encoded and decoded
-in :class:`SqlTransaction` instead. Pooling, URLs, dialects and migrations stay
-SQLAlchemy's.
+Speed: the statements (:mod:`flowengine.store.statements`) are compiled once per
+dialect into SQL text that runs on the connection's DBAPI cursor, not through
+SQLAlchemy's per-``execute`` machinery; JSON columns are encoded and decoded in
+:class:`SqlTransaction`; connections stay with the store between transactions.
+URLs, dialects, the pool behind it and migrations (:mod:`flowengine.store.migrate`)
+stay SQLAlchemy's and Alembic's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from functools import cache
-from pathlib import Path
-from typing import Any, NoReturn, cast
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import msgspec
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import (
-    ColumnElement,
-    Engine,
-    Integer,
-    String,
-    Table,
-    and_,
-    bindparam,
-    create_engine,
-    event,
-    insert,
-    literal_column,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, Dialect, make_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement, ColumnClause
 
 from ..errors import StoreConflict, StoreError
-from . import tables as t
 from .base import (
     JSON,
     EffectAttempt,
@@ -83,9 +54,8 @@ from .base import (
     TimerStatus,
     WebhookRecord,
 )
-
-MIGRATIONS = Path(__file__).with_name("migrations")
-"""The Alembic script directory, shipped inside the package."""
+from .migrate import upgrade
+from .statements import PG_FIND_EVENTS, PG_LOCK_SESSIONS, WRITES, Sql, compile_statements
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -144,262 +114,6 @@ def _dumps(value: object) -> str:
     return _encoder.encode(value).decode()
 
 
-# --------------------------------------------------------------------------- statements
-# Selected columns follow the record's field order, so a row maps onto the record
-# positionally. Constants are literal columns, so every bound parameter is one the
-# caller passes (``_compile`` checks it).
-
-_S, _EV, _EF, _AT, _TI, _WH, _FV = (
-    t.sessions,
-    t.events,
-    t.effects,
-    t.effect_attempts,
-    t.timers,
-    t.webhooks,
-    t.flow_versions,
-)
-_PENDING: ColumnClause[str] = literal_column("'pending'", String())
-_RUNNING: ColumnClause[str] = literal_column("'running'", String())
-_ZERO: ColumnClause[int] = literal_column(
-    "0", Integer()
-)  # SQLite's compiler adds OFFSET to LIMIT; keep it inline.
-
-
-def _names(record: type) -> list[str]:
-    return [f.name for f in fields(record)]
-
-
-_SESSION_FIELDS = _names(SessionRecord)
-_EVENT_FIELDS = _names(EventRecord)
-_EFFECT_FIELDS = _names(EffectRecord)
-_ATTEMPT_FIELDS = _names(EffectAttempt)
-_TIMER_FIELDS = _names(TimerRecord)
-_WEBHOOK_FIELDS = _names(WebhookRecord)
-_FLOW_FIELDS = _names(FlowVersionRecord)
-
-_SESSION_FIXED = ("session_id", "flow_name", "created_at")
-_SESSION_UPDATED = [n for n in _SESSION_FIELDS if n not in _SESSION_FIXED]
-_session_cols = [_S.c[n] for n in _SESSION_FIELDS]
-_event_cols = [_EV.c[n] for n in _EVENT_FIELDS]
-_effect_cols = [_EF.c[n] for n in _EFFECT_FIELDS]
-
-_get_session = select(*_session_cols).where(_S.c.session_id == bindparam("session_id"))
-_find_event = select(*_event_cols).where(_EV.c.session_id == bindparam("session_id"))
-_claimable_effects = (
-    select(_EF.c.key)
-    .where(
-        or_(
-            and_(_EF.c.status == _PENDING, _EF.c.available_at <= bindparam("now")),
-            and_(_EF.c.status == _RUNNING, _EF.c.lease_until <= bindparam("now")),
-        )
-    )
-    .order_by(_EF.c.available_at, _EF.c.id)
-    .limit(bindparam("limit"))
-    .offset(_ZERO)
-    .with_for_update(skip_locked=True)
-)
-
-
-def _by_session(table: Table, order: ColumnElement[Any], names: list[str]) -> ClauseElement:
-    cols = [table.c[n] for n in names]
-    return select(*cols).where(table.c.session_id == bindparam("session_id")).order_by(order)
-
-
-# name -> (statement, the columns an INSERT/UPDATE sets from its parameters)
-_STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
-    "get_session": (_get_session, None),
-    "get_session_locked": (_get_session.with_for_update(), None),
-    "insert_session": (insert(_S).inline(), _SESSION_FIELDS),
-    # A session's id, flow name and creation time never change: leaving them out of the
-    # SET list spares SQLite rewriting the (flow_name, created_at) index entry on every
-    # event (a dirty index page each commit; ~30 % of a commit measured).
-    "update_session": (
-        update(_S).where(_S.c.session_id == bindparam("_session_id")),
-        _SESSION_UPDATED,
-    ),
-    "find_event": (_find_event.where(_EV.c.event_id == bindparam("event_id")), None),
-    "find_event_by_ref": (_find_event.where(_EV.c.external_ref == bindparam("ref")), None),
-    "insert_event": (insert(_EV).inline(), _EVENT_FIELDS),
-    "events": (_by_session(_EV, _EV.c.seq, _EVENT_FIELDS), None),
-    "insert_effect": (insert(_EF).inline(), _EFFECT_FIELDS),
-    "get_effect": (select(*_effect_cols).where(_EF.c.key == bindparam("key")), None),
-    "update_effect": (
-        update(_EF).where(_EF.c.key == bindparam("_key")).returning(_EF.c.key),
-        _EFFECT_FIELDS[1:],
-    ),
-    "effects": (_by_session(_EF, _EF.c.id, _EFFECT_FIELDS), None),
-    # One round trip: lock the runnable rows (skipping rows other workers hold) and
-    # take them. RETURNING comes back in no particular order; ``id`` breaks ties.
-    "claim_effects": (
-        update(_EF)
-        .where(_EF.c.key.in_(_claimable_effects.scalar_subquery()))
-        .values(
-            status=_RUNNING,
-            attempts=_EF.c.attempts + literal_column("1"),
-            lease_until=bindparam("p_lease_until"),
-            claimed_by=bindparam("p_worker"),
-        )
-        .returning(*_effect_cols, _EF.c.id),
-        None,
-    ),
-    "insert_attempt": (insert(_AT).inline(), _ATTEMPT_FIELDS),
-    "attempts": (
-        select(*[_AT.c[n] for n in _ATTEMPT_FIELDS])
-        .where(_AT.c.key == bindparam("key"))
-        .order_by(_AT.c.id),
-        None,
-    ),
-    "insert_timer": (insert(_TI).inline(), _TIMER_FIELDS[1:]),
-    "due_timers": (
-        select(*[_TI.c[n] for n in _TIMER_FIELDS])
-        .where(_TI.c.status == _PENDING, _TI.c.due_at <= bindparam("now"))
-        .order_by(_TI.c.due_at, _TI.c.timer_id)
-        .limit(bindparam("limit"))
-        .offset(_ZERO)
-        .with_for_update(skip_locked=True),
-        None,
-    ),
-    "finish_timer": (
-        update(_TI).where(_TI.c.timer_id == bindparam("_timer_id")).returning(_TI.c.timer_id),
-        ["status"],
-    ),
-    "timers": (_by_session(_TI, _TI.c.timer_id, _TIMER_FIELDS), None),
-    "insert_webhook": (insert(_WH).inline(), _WEBHOOK_FIELDS[1:]),
-    "webhooks": (_by_session(_WH, _WH.c.webhook_id, _WEBHOOK_FIELDS), None),
-    "get_flow": (
-        select(*[_FV.c[n] for n in _FLOW_FIELDS]).where(
-            _FV.c.content_hash == bindparam("content_hash")
-        ),
-        None,
-    ),
-    "flow_versions": (
-        select(*[_FV.c[n] for n in _FLOW_FIELDS])
-        .where(_FV.c.name == bindparam("name"))
-        .order_by(_FV.c.created_at, _FV.c.content_hash),
-        None,
-    ),
-    "mark_deployed": (
-        update(_FV)
-        .where(_FV.c.content_hash == bindparam("_content_hash"))
-        .returning(_FV.c.content_hash),
-        ["deployed_at", "deploy_note"],
-    ),
-    # Both read through the (status, due) indexes the workers' claims use.
-    "parked_effects": (
-        select(*_effect_cols)
-        .where(_EF.c.status == literal_column("'review'", String()))
-        .order_by(_EF.c.available_at, _EF.c.id)
-        .limit(bindparam("limit"))
-        .offset(_ZERO),
-        None,
-    ),
-    "failed_timers": (
-        select(*[_TI.c[n] for n in _TIMER_FIELDS])
-        .where(_TI.c.status == literal_column("'failed'", String()))
-        .order_by(_TI.c.due_at, _TI.c.timer_id)
-        .limit(bindparam("limit"))
-        .offset(_ZERO),
-        None,
-    ),
-    "sessions_of_flow": (
-        select(*[_S.c[n] for n in _SESSION_FIELDS])
-        .where(_S.c.flow_name == bindparam("flow_name"))
-        .order_by(_S.c.created_at, _S.c.session_id),
-        None,
-    ),
-    "events_of_flow": (
-        select(*[_EV.c[n] for n in _EVENT_FIELDS])
-        .join(_S, _S.c.session_id == _EV.c.session_id)
-        .where(_S.c.flow_name == bindparam("flow_name"))
-        .order_by(_EV.c.session_id, _EV.c.seq),
-        None,
-    ),
-}
-# Batch reads for group commit, PostgreSQL only (arrays; SQLite reads row by row at no
-# network cost). Locks are taken in ORDER BY order, as send_many expects.
-_PG_LOCK_SESSIONS = (
-    f"SELECT {', '.join(_SESSION_FIELDS)} FROM sessions "
-    "WHERE session_id = ANY(%(ids)s::text[]) ORDER BY session_id FOR UPDATE"
-)
-_PG_FIND_EVENTS = (
-    f"SELECT {', '.join(_EVENT_FIELDS)} FROM events "
-    "WHERE session_id = ANY(%(sessions)s::text[]) AND event_id = ANY(%(events)s::text[])"
-)
-# What a queued write was, for the error when it fails.
-_WRITES = {
-    "insert_session": "new sessions not inserted",
-    "update_session": "sessions not updated",
-    "insert_event": "log rows not written",
-    "insert_effect": "effects not added",
-    "insert_timer": "timers not added",
-    "insert_webhook": "webhooks not queued",
-}
-
-# Insert-if-absent must not fail when two processes save the same version at once:
-# the one statement spelled per dialect (both spell it ON CONFLICT DO NOTHING).
-_SAVE_FLOW = {
-    "sqlite": sqlite.insert(_FV).on_conflict_do_nothing(index_elements=["content_hash"]),
-    "postgresql": postgresql.insert(_FV).on_conflict_do_nothing(index_elements=["content_hash"]),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Sql:
-    """The statements above as SQL text for one dialect, with named parameters."""
-
-    get_session: str
-    get_session_locked: str
-    insert_session: str
-    update_session: str
-    find_event: str
-    find_event_by_ref: str
-    insert_event: str
-    events: str
-    insert_effect: str
-    get_effect: str
-    update_effect: str
-    effects: str
-    claim_effects: str
-    insert_attempt: str
-    attempts: str
-    insert_timer: str
-    due_timers: str
-    finish_timer: str
-    timers: str
-    insert_webhook: str
-    webhooks: str
-    get_flow: str
-    flow_versions: str
-    mark_deployed: str
-    parked_effects: str
-    failed_timers: str
-    sessions_of_flow: str
-    events_of_flow: str
-    save_flow: str
-
-
-@cache
-def _compile(dialect_name: str) -> _Sql:
-    dialect: Dialect
-    if dialect_name == "sqlite":
-        # pysqlite takes ``:name`` parameters from a dict, as psycopg takes ``%(name)s``.
-        dialect = sqlite.pysqlite.dialect(paramstyle="named")
-    else:
-        dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
-    statements = {**_STATEMENTS, "save_flow": (_SAVE_FLOW[dialect_name], _FLOW_FIELDS)}
-    sql: dict[str, str] = {}
-    for name, (statement, column_keys) in statements.items():
-        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=column_keys))
-        constants = [
-            key
-            for key, bind in compiled.binds.items()
-            if not bind.required and bind.value is not None
-        ]
-        assert not constants, f"{name}: bound constants {constants}; use literal_column"
-        sql[name] = compiled.string
-    return _Sql(**sql)
-
-
 # --------------------------------------------------------------------------- transaction
 
 
@@ -450,7 +164,7 @@ class SqlTransaction:
                 else:
                     self._cur.executemany(getattr(self._sql, name), rows)
             except self._backend.error as exc:
-                self._backend.raise_store_error(exc, _WRITES[name])
+                self._backend.raise_store_error(exc, WRITES[name])
 
     def _update_sessions(self, rows: list[Mapping[str, Any]]) -> None:
         sql = self._sql.update_session
@@ -597,7 +311,7 @@ class SqlTransaction:
                 if single:
                     self._cur.execute(self._sql.get_session_locked, {"session_id": ids[0]})
                 else:
-                    self._cur.execute(_PG_LOCK_SESSIONS, {"ids": ids})
+                    self._cur.execute(PG_LOCK_SESSIONS, {"ids": ids})
                 if single and logged:
                     sid, eid = logged[0]
                     event_cursor.execute(self._sql.find_event, {"session_id": sid, "event_id": eid})
@@ -608,7 +322,7 @@ class SqlTransaction:
                         "sessions": sorted({k[0] for k in logged}),
                         "events": sorted({k[1] for k in logged}),
                     }
-                    event_cursor.execute(_PG_FIND_EVENTS, params)
+                    event_cursor.execute(PG_FIND_EVENTS, params)
                 session_rows = self._cur.fetchall()
                 event_rows = event_cursor.fetchall() if logged else []
         except self._backend.error as exc:
@@ -785,7 +499,7 @@ class _Backend:
     where: str
     error: type[Exception]
     conflict: type[Exception]
-    sql: _Sql
+    sql: Sql
     encode: Callable[[object], object]
     decode: Callable[[Any], Any]
 
@@ -801,9 +515,17 @@ class _Backend:
                 return Jsonb(value, _dumps)
 
             return cls(
-                name, where, dbapi.Error, dbapi.IntegrityError, _compile(name), encode, _identity
+                name,
+                where,
+                dbapi.Error,
+                dbapi.IntegrityError,
+                compile_statements(name),
+                encode,
+                _identity,
             )
-        return cls(name, where, dbapi.Error, dbapi.IntegrityError, _compile(name), _dumps, _loads)
+        return cls(
+            name, where, dbapi.Error, dbapi.IntegrityError, compile_statements(name), _dumps, _loads
+        )
 
     def raise_store_error(self, exc: Exception, what: str = "") -> NoReturn:
         detail = _describe(exc)
@@ -1085,50 +807,3 @@ def _normalize(url: str) -> URL:
         return make_url(f"{driver}://{rest}")
     except (ArgumentError, ValueError) as exc:
         raise StoreError(f"bad store URL {url!r}: {exc}") from exc
-
-
-# --------------------------------------------------------------------------- migrations
-
-
-def alembic_config(connection: Connection | None = None, schema: str | None = None) -> Config:
-    """An Alembic Config for the store's migrations (no ``alembic.ini`` involved)."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
-    config.attributes["connection"] = connection
-    config.attributes["version_table_schema"] = schema
-    return config
-
-
-def _lock_key(schema: str | None) -> int:
-    """The advisory-lock key that serializes migrations of one schema."""
-    digest = hashlib.blake2b(f"flowengine.store:{schema or ''}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "big", signed=True)
-
-
-def upgrade(engine: Engine, schema: str | None = None) -> None:
-    """Bring the schema to the newest revision, creating it on first use.
-
-    Runs in one transaction that first takes the migration lock — the write lock on
-    SQLite (``BEGIN IMMEDIATE``), an advisory lock on PostgreSQL — so processes that
-    open a fresh database at the same moment migrate it once, one after the other.
-    """
-    with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(schema)})
-            if schema is not None:
-                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        config = alembic_config(conn, schema)
-        head = ScriptDirectory.from_config(config).get_current_head()
-        context = MigrationContext.configure(conn, opts={"version_table_schema": schema})
-        current = context.get_current_revision()
-        if current != head:
-            try:
-                command.upgrade(config, "head")
-            except CommandError as exc:
-                raise StoreError(
-                    f"cannot migrate the store's schema from revision {current} to {head}: "
-                    f"{exc} (was the database created by a newer flowengine?)"
-                ) from exc
-        conn.commit()

@@ -1,6 +1,6 @@
 """The SQL schema of the store, as SQLAlchemy Core tables (no ORM).
 
-:mod:`flowengine.store.sql` builds its statements from these tables; the Alembic
+:mod:`flowengine.store.statements` builds its statements from these tables; the Alembic
 migrations in ``migrations/versions`` create them, and a test checks that the two
 agree. Column names match the fields of the records in :mod:`flowengine.store.base`,
 so a row maps onto a record positionally and a record onto a row by name.

@@ -19,7 +19,8 @@ from sqlalchemy import create_engine, text
 
 from flowengine.errors import StoreConflict, StoreError
 from flowengine.store import EffectRecord, SessionRecord, open_store
-from flowengine.store.sql import SqlStore, alembic_config
+from flowengine.store.migrate import alembic_config
+from flowengine.store.sql import SqlStore
 from flowengine.store.tables import metadata
 
 MakeStoreUrl = Callable[..., str]

@@ -1,6 +1,6 @@
 """Alembic environment for the store's schema, run in-process by :class:`SqlStore`.
 
-There is no ``alembic.ini``: :func:`flowengine.store.sql.upgrade` builds the Config in
+There is no ``alembic.ini``: :func:`flowengine.store.migrate.upgrade` builds the Config in
 code and hands over an open connection (already inside a transaction and holding the
 migration lock) in ``config.attributes["connection"]``. Offline (``--sql``) mode is
 supported for reviewing the DDL a release will run.
