@@ -422,7 +422,7 @@ class Engine:
         tx: Transaction,
         item: EventInput,
         *,
-        defer: bool = True,
+        reoffer: bool = False,
         locked: SessionRecord | None = None,
         known_events: Mapping[tuple[str, str], EventRecord] | None = None,
     ) -> SendResult:
@@ -432,9 +432,13 @@ class Engine:
         ``locked``: the session as the caller already read it with ``for_update`` in
         this transaction (saves reading and locking it twice). ``known_events``: the log rows
         the caller already looked up by (session id, event id) in this transaction; an
-        event id missing from it was not logged.
+        event id missing from it was not logged. ``reoffer``: an event deferred earlier,
+        offered again; it is not deferred a second time, and not checked again (it was
+        when it arrived; entries kept by earlier releases predate the check, and the
+        money they report must not be refused now).
         """
-        _check_input(item)  # refused before any write
+        if not reoffer:
+            _check_input(item)  # refused before any write
         record = locked or tx.get_session(item.session_id, for_update=True)
         if record is None:
             raise SessionNotFound(item.session_id)
@@ -456,7 +460,7 @@ class Engine:
         try:
             step = flow.send(state, item.event, item.payload, session=record.data)
         except TransitionNotAllowed as exc:
-            deferrable = defer and item.event in flow.spec.defer
+            deferrable = not reoffer and item.event in flow.spec.defer
             if deferrable and len(record.data.get(DEFERRED, [])) < DEFER_LIMIT:
                 if target is not None:
                     record = migrate(tx, record, flow, target, item.event, self.clock.now_ms())
@@ -537,9 +541,16 @@ class Engine:
                 meta={"deferred_from": entry["seq"], "external_ref": entry["external_ref"]},
             )
             try:
-                self.apply(tx, item, defer=False)
+                self.apply(tx, item, reoffer=True)
             except TransitionNotAllowed:
                 still.append(entry)
+            except FlowEngineError as exc:
+                # Writes of this transaction are queued already: failing the whole
+                # transaction is right, reporting just the event as refused is not.
+                raise FlowEngineError(
+                    f"session {record.session_id}: re-offering deferred event "
+                    f"'{entry['event']}' (#{entry['seq']}) failed: {exc}"
+                ) from exc
         latest = tx.get_session(record.session_id, for_update=True)
         assert latest is not None
         if still:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ import msgspec
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import NullPool, PoolProxiedConnection
 
 from ..errors import StoreConflict, StoreError
 from .base import (
@@ -291,6 +292,8 @@ class SqlTransaction:
     def lock_for_events(
         self, keys: Sequence[tuple[str, str | None]]
     ) -> tuple[dict[str, SessionRecord], dict[tuple[str, str], EventRecord]]:
+        if not keys:
+            return {}, {}
         ids = sorted({sid for sid, _ in keys})
         logged = [(sid, eid) for sid, eid in keys if eid is not None]
         if self._backend.name != "postgresql":  # a local file: row by row costs nothing
@@ -316,23 +319,16 @@ class SqlTransaction:
                     sid, eid = logged[0]
                     event_cursor.execute(self._sql.find_event, {"session_id": sid, "event_id": eid})
                 elif logged:
-                    # Any of the ids and any of the event ids: an index range the server
-                    # reads fast; the few pairs nobody asked for are dropped below.
-                    params = {
-                        "sessions": sorted({k[0] for k in logged}),
-                        "events": sorted({k[1] for k in logged}),
-                    }
+                    params = {"sessions": [k[0] for k in logged], "events": [k[1] for k in logged]}
                     event_cursor.execute(PG_FIND_EVENTS, params)
                 session_rows = self._cur.fetchall()
                 event_rows = event_cursor.fetchall() if logged else []
         except self._backend.error as exc:
             self._backend.raise_store_error(exc)
         self._locked.update(row[0] for row in session_rows)
-        wanted = set(logged)
-        events = (((row[0], row[2]), row) for row in event_rows)
         return (
             {row[0]: self._session(row) for row in session_rows},
-            {key: self._event(row) for key, row in events if key in wanted},
+            {(row[0], row[2]): self._event(row) for row in event_rows},
         )
 
     def find_event(self, session_id: str, event_id: str) -> EventRecord | None:
@@ -570,13 +566,6 @@ class PoolLimits:
                 values[name] = int(text)
         return cls(**values)
 
-    def engine_options(self) -> dict[str, int]:
-        return {
-            "pool_size": self.size,
-            "max_overflow": self.overflow,
-            "pool_timeout": self.timeout_s,
-        }
-
 
 class SqlStore:
     """A store in SQLite (``sqlite:///path.db``) or PostgreSQL (``postgresql://…``).
@@ -643,9 +632,7 @@ class SqlStore:
                 f"bad store URL {self.display_url}: name a file (sqlite:///path/to/store.db); "
                 "for a store without a file use memory://"
             )
-        engine = create_engine(
-            target.set(query={}), json_serializer=_dumps, **self.pool.engine_options()
-        )
+        engine = create_engine(target.set(query={}), json_serializer=_dumps, poolclass=NullPool)
 
         def on_connect(dbapi_conn: Any, _record: Any) -> None:
             # Take transaction control from pysqlite: the store emits BEGIN IMMEDIATE.
@@ -681,7 +668,7 @@ class SqlStore:
             target.set(query=query),
             json_serializer=_dumps,
             connect_args=connect_args,
-            **self.pool.engine_options(),
+            poolclass=NullPool,
         )
 
         def on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -693,15 +680,15 @@ class SqlStore:
         return engine
 
     def _connection(self) -> PoolProxiedConnection:
-        """A connection for one transaction: an idle one of this store's, or the pool's.
+        """A connection for one transaction: an idle one of this store's, or a new one.
 
-        Connections stay checked out between transactions: the pool's checkout and
-        check-in (with its reset-on-return rollback) cost about 25 µs a transaction,
-        as much as the statements of a small one. ``_slots`` keeps the pool's limit:
-        at most ``pool.size + pool.overflow`` transactions hold a connection at once
-        and the others wait their turn (up to ``pool.timeout_s``); a connection is
-        only taken from the pool when none is idle, so the pool never runs dry while
-        connections sit here.
+        The store is its own connection pool (SQLAlchemy's engine runs with
+        ``NullPool``): a QueuePool checkout and check-in, with its reset-on-return
+        rollback, cost about 25 µs a transaction, as much as the statements of a small
+        one. At most ``pool.size + pool.overflow`` transactions hold a connection at
+        once (``_slots``); the others wait for one to end, up to ``pool.timeout_s``
+        (not in arrival order: a thread can lose the race more than once). At most
+        ``pool.size`` connections stay open between transactions.
         """
         limits = self.pool
         if not self._slots.acquire(timeout=limits.timeout_s):
@@ -721,25 +708,23 @@ class SqlStore:
             raise StoreError(f"store {self.display_url}: {_describe(cause)}") from exc
 
     def _release(self, raw: PoolProxiedConnection) -> None:
-        """Keep a healthy connection for the next transaction (up to ``pool.size``);
-        a broken one is closed, and so are the idle ones: a server that dropped one
-        connection (a restart, a failover) has most likely dropped them all."""
+        """Keep a healthy connection for the next transaction (up to ``pool.size``).
+
+        A broken one is closed, and so are the idle ones: a server that dropped one
+        connection (a restart, a failover) has most likely dropped them all. So is one
+        still inside a transaction (it never should be: a safety net, not a path).
+        """
         to_close: list[PoolProxiedConnection] = []
         with self._idle_lock:
-            broken = not raw.is_valid
-            if broken:
+            if not raw.is_valid:
                 to_close, self._idle = [raw, *self._idle], []
-            elif self._closed or len(self._idle) >= self.pool.size:
+            elif self._closed or len(self._idle) >= self.pool.size or _in_transaction(raw):
                 to_close = [raw]
             else:
                 self._idle.append(raw)
         self._slots.release()
         for connection in to_close:
             connection.close()
-        if broken:
-            # The pool's own idle connections too (what SQLAlchemy does when it sees a
-            # disconnect); connections other transactions hold are closed when they end.
-            self.engine.dispose()
 
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
@@ -785,6 +770,13 @@ class SqlStore:
 
     def __repr__(self) -> str:
         return f"SqlStore({self.display_url!r})"
+
+
+def _in_transaction(raw: PoolProxiedConnection) -> bool:
+    conn: Any = raw.driver_connection
+    if isinstance(conn, sqlite3.Connection):
+        return conn.in_transaction
+    return bool(conn.info.transaction_status != 0)  # psycopg: 0 is IDLE
 
 
 def _rollback(raw: PoolProxiedConnection) -> None:

@@ -219,9 +219,12 @@ PG_LOCK_SESSIONS = (
     f"SELECT {', '.join(_SESSION_FIELDS)} FROM sessions "
     "WHERE session_id = ANY(%(ids)s::text[]) ORDER BY session_id FOR UPDATE"
 )
+# (A join on unnest: "session_id = ANY(..) AND event_id = ANY(..)" was planned as a
+# read of every event of the batch's sessions, 6x slower at 2,000 events.)
 PG_FIND_EVENTS = (
-    f"SELECT {', '.join(_EVENT_FIELDS)} FROM events "
-    "WHERE session_id = ANY(%(sessions)s::text[]) AND event_id = ANY(%(events)s::text[])"
+    f"SELECT {', '.join('e.' + name for name in _EVENT_FIELDS)} FROM events AS e "
+    "JOIN unnest(%(sessions)s::text[], %(events)s::text[]) AS k(session_id, event_id) "
+    "ON e.session_id = k.session_id AND e.event_id = k.event_id"
 )
 # What a queued write was, for the error when it fails.
 WRITES = {

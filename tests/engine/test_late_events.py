@@ -7,6 +7,7 @@ watcher: the flow's ``on_late`` and ``defer`` policies say what happens.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,25 @@ def test_an_early_payment_waits_for_the_state_that_takes_it(
     assert log[3].meta["deferred_from"] == 2
     assert engine.get(sid).amounts.received == "25.00"  # counted once
     assert reconcile(engine.store, ["deposit"]).mismatches == []
+
+
+def test_a_payment_deferred_by_an_earlier_release_is_still_taken(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # Releases before the JSON-only check could keep a deferred payload with a NaN in it;
+    # re-offering it must take the money, not refuse a field the caller never sent now.
+    store = tmp_path / "old.db"
+    engine = engine_for("defer: payment_detected", f"sqlite:///{store}", clock)
+    sid = engine.create_session(create_request(amount=None)).session_id
+    engine.send(sid, "payment_detected", PAY, external_ref="8453:0xaa:0")
+    with sqlite3.connect(store) as db:
+        db.execute(
+            "UPDATE sessions SET data = replace(data, '\"units\":25000000', "
+            '\'"units":25000000,"fxRate":NaN\') WHERE session_id = ?',
+            (sid,),
+        )
+    assert engine.send(sid, "select_amount").state == "paid"
+    assert engine.get(sid).amounts.received == "25.00"
 
 
 def test_deferral_is_bounded(store_url: str, clock: ManualClock) -> None:

@@ -389,11 +389,12 @@ def test_a_server_that_dropped_every_connection_fails_one_transaction(
 
 
 @pytest.mark.postgres
-def test_transactions_beyond_the_pool_wait_for_a_connection_not_for_the_timeout(
-    make_store_url: MakeStoreUrl,
+def test_transactions_beyond_the_pool_get_a_connection_when_one_ends(
+    make_store_url: MakeStoreUrl, postgres_server_url: str
 ) -> None:
     # A starved waiter would fail after pool_timeout (5 s) instead of getting a turn.
-    store = SqlStore(make_store_url("postgres") + "&pool_size=2&max_overflow=2&pool_timeout=5")
+    url = make_store_url("postgres") + "&pool_size=2&max_overflow=2&pool_timeout=5"
+    store = SqlStore(url + "&application_name=fe_burst")
     full = 4
     started = threading.Barrier(full + 1)
     release = threading.Event()
@@ -415,7 +416,11 @@ def test_transactions_beyond_the_pool_wait_for_a_connection_not_for_the_timeout(
         time.sleep(0.2)
         release.set()
         assert [f.exception(15) for f in holders + waiters] == [None] * (full + 5)
-    assert len(store._idle) <= 2  # the burst's extra connections are closed
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        (open_connections,) = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fe_burst'"
+        ).fetchone() or (0,)
+    assert open_connections == 2  # pool_size: the burst's extra connections are closed
     store.close()
 
 
