@@ -32,7 +32,7 @@ from .errors import (
     ValidationError,
 )
 from .flows import FlowRegistry, UnknownFlow, save_version_in
-from .jsonvalue import json_errors
+from .jsonvalue import as_stored, json_errors
 from .migration import migrate, migration_target
 from .outbox import request_rows, write_requests
 from .sessions import (
@@ -438,7 +438,7 @@ class Engine:
         money they report must not be refused now).
         """
         if not reoffer:
-            _check_input(item)  # refused before any write
+            item = _checked(item)  # refused before any write
         record = locked or tx.get_session(item.session_id, for_update=True)
         if record is None:
             raise SessionNotFound(item.session_id)
@@ -616,7 +616,7 @@ class Engine:
         with its payload, counted in the amounts, and the merchant is told with a
         ``session.requires_review`` webhook.
         """
-        _check_input(item)
+        item = _checked(item)
         record = tx.get_session(item.session_id, for_update=True)
         if record is None:
             raise SessionNotFound(item.session_id)
@@ -721,13 +721,17 @@ class Engine:
         return spec.content_hash
 
 
-def _check_input(item: EventInput) -> None:
-    """An event whose payload or metadata a store could not keep exactly (see
-    :mod:`flowengine.jsonvalue`), or whose units are not base units, is refused."""
+def _checked(item: EventInput) -> EventInput:
+    """``item`` as it will be stored; refused if its payload or metadata is not plain
+    JSON (see :mod:`flowengine.jsonvalue`) or its units are not base units."""
     problems = json_errors(item.payload, "payload") + json_errors(item.meta, "meta")
     if problems:
         raise ValidationError(problems)
     amounts.movement(item.event, item.payload)
+    payload, meta = as_stored(item.payload), as_stored(item.meta)
+    if payload is item.payload and meta is item.meta:
+        return item
+    return replace(item, payload=payload, meta=meta)
 
 
 def _require_audit(reason: str, actor: str) -> None:

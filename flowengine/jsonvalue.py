@@ -5,7 +5,9 @@ JSON cannot hold exactly would come back changed from a SQL store but not from t
 memory store — a ``Decimal`` or a ``datetime`` as a string, a NaN as null, an integer
 key as a string — so tests on one store would pass while the other quietly turned an
 amount into text. Such an event is refused before anything is written, naming the
-field. Amounts are integers in base units (or decimal strings) anyway.
+field. Amounts are integers in base units (or decimal strings) anyway. Tuples are
+taken, as the lists a store gives back (:func:`as_stored`), so a retried send compares
+equal to what was logged.
 """
 
 from __future__ import annotations
@@ -52,3 +54,17 @@ def _walk(value: Any, path: str, errors: list[FieldError]) -> None:
     errors.append(
         FieldError(path, "not_json", f"{kind.__name__} {value!r} is not a JSON value; {_HINT}")
     )
+
+
+def as_stored(value: Any) -> Any:
+    """``value`` as a store gives it back: tuples become lists. The same object when
+    there is no tuple in it (the usual case: no copy)."""
+    if type(value) is tuple:
+        return [as_stored(item) for item in value]
+    if type(value) is list:
+        items = [as_stored(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if isinstance(value, Mapping):
+        pairs = {key: as_stored(item) for key, item in value.items()}
+        return value if all(pairs[k] is v for k, v in value.items()) else pairs
+    return value

@@ -99,6 +99,16 @@ def test_the_same_event_id_twice_is_a_no_op_returning_the_first_result(engine: E
     assert len(engine.history(session.session_id)) == 2
 
 
+def test_a_retried_send_with_a_tuple_in_its_payload_is_the_same_event(engine: Engine) -> None:
+    # A store gives tuples back as lists; the retry must still compare equal to the log.
+    sid = engine.create_session(create_request()).session_id
+    payload = {**PAYMENT, "logIndexes": (3, 4)}
+    engine.send(sid, "payment_detected", payload, event_id="chain:1")
+    again = engine.send(sid, "payment_detected", payload, event_id="chain:1")
+    assert again.duplicate
+    assert engine.history(sid)[1].payload["logIndexes"] == [3, 4]
+
+
 def test_an_event_id_reused_for_another_event_is_a_conflict(engine: Engine) -> None:
     session = engine.create_session(create_request())
     engine.send(session.session_id, "payment_detected", PAYMENT, event_id="x")

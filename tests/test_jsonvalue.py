@@ -1,0 +1,37 @@
+"""Plain JSON at the engine's door: what is refused, and what a store gives back."""
+
+from __future__ import annotations
+
+import enum
+from decimal import Decimal
+from types import MappingProxyType
+
+from flowengine.jsonvalue import as_stored, json_errors
+
+
+class Chain(enum.IntEnum):
+    BASE = 8453
+
+
+def test_plain_json_passes_whole() -> None:
+    value = {"units": 2**256 - 1, "hash": "0xab", "ok": True, "none": None, "rate": 1.5}
+    assert json_errors({"a": [value, (1, 2)], "chain": Chain.BASE}, "payload") == []
+    assert json_errors(MappingProxyType({"a": 1}), "meta") == []
+
+
+def test_each_bad_place_is_named() -> None:
+    errors = json_errors(
+        {"fee": Decimal("1"), "list": [1, float("nan")], "keys": {1: "x"}}, "payload"
+    )
+    assert [(e.param, e.code) for e in errors] == [
+        ("payload.fee", "not_json"),
+        ("payload.list[1]", "not_json"),
+        ("payload.keys", "not_json"),
+    ]
+    assert "integers (amounts in base units)" in errors[0].message
+
+
+def test_tuples_become_lists_and_nothing_else_is_copied() -> None:
+    plain = {"a": [1, {"b": "c"}]}
+    assert as_stored(plain) is plain
+    assert as_stored({"a": (1, (2, 3)), "b": [4]}) == {"a": [1, [2, 3]], "b": [4]}
