@@ -5,10 +5,12 @@ queue of a SQL transaction on a scratch SQLite store: every row, column for colu
 JSON already encoded, per transaction. The baseline then writes the same rows through
 sqlite3 or psycopg with hand-written SQL, on tables made by the engine's own migrations
 (same columns, indexes and foreign keys): per event, lock-read the session, look up the
-event id, insert the same log/outbox rows, update the session's changing columns, commit.
-The only Python work left is what any hand-written program has: putting the session's
-id into the values. So "engine ÷ raw" is everything the engine adds to the database's
-own work: the state chart, validation, amounts, the webhook snapshot, the store layer.
+event id, insert the same log/outbox rows, update the session's changing columns, commit
+(on psycopg in pipeline mode, as the engine: the reads in one round trip, the writes and
+the commit in another). The only Python work left is what any hand-written program
+has: putting the session's id into the values. So "engine ÷ raw" is everything the
+engine adds to the database's own work: the state chart, validation, amounts, the
+webhook snapshot, the store layer.
 """
 
 from __future__ import annotations
