@@ -22,7 +22,7 @@ from typing import Any
 
 from . import amounts
 from .clock import Clock, SystemClock
-from .compiler import CompiledFlow, WebhookRequest
+from .compiler import CompiledFlow, Step, WebhookRequest
 from .errors import (
     FieldError,
     FlowEngineError,
@@ -32,7 +32,7 @@ from .errors import (
     ValidationError,
 )
 from .flows import FlowRegistry, UnknownFlow, save_version_in
-from .jsonvalue import as_stored, json_errors
+from .jsonvalue import plain
 from .migration import migrate, migration_target
 from .outbox import request_rows, write_requests
 from .sessions import (
@@ -457,19 +457,19 @@ class Engine:
             flow, state = current, target
         else:
             state = record.state
+        step: Step | None = None
         try:
             step = flow.send(state, item.event, item.payload, session=record.data)
         except TransitionNotAllowed as exc:
             deferrable = not reoffer and item.event in flow.spec.defer
-            if deferrable and len(record.data.get(DEFERRED, [])) < DEFER_LIMIT:
-                if target is not None:
-                    record = migrate(tx, record, flow, target, item.event, self.clock.now_ms())
-                return self._defer(tx, record, item)
-            raise TransitionNotAllowed(
-                exc.event, exc.state, exc.allowed, session_id=record.session_id
-            ) from None
+            if not deferrable or len(record.data.get(DEFERRED, [])) >= DEFER_LIMIT:
+                raise TransitionNotAllowed(
+                    exc.event, exc.state, exc.allowed, session_id=record.session_id
+                ) from None
         if target is not None:
             record = migrate(tx, record, flow, target, item.event, self.clock.now_ms())
+        if step is None:
+            return self._defer(tx, record, item)
         now = self.clock.now_ms()
         seq = record.seq + 1
         data = dict(record.data)
@@ -724,11 +724,11 @@ class Engine:
 def _checked(item: EventInput) -> EventInput:
     """``item`` as it will be stored; refused if its payload or metadata is not plain
     JSON (see :mod:`flowengine.jsonvalue`) or its units are not base units."""
-    problems = json_errors(item.payload, "payload") + json_errors(item.meta, "meta")
-    if problems:
-        raise ValidationError(problems)
-    amounts.movement(item.event, item.payload)
-    payload, meta = as_stored(item.payload), as_stored(item.meta)
+    payload, payload_errors = plain(item.payload, "payload")
+    meta, meta_errors = plain(item.meta, "meta")
+    if payload_errors or meta_errors:
+        raise ValidationError(payload_errors + meta_errors)
+    amounts.movement(item.event, payload)
     if payload is item.payload and meta is item.meta:
         return item
     return replace(item, payload=payload, meta=meta)

@@ -22,8 +22,8 @@ Speed: the statements (:mod:`flowengine.store.statements`) are compiled once per
 dialect into SQL text that runs on the connection's DBAPI cursor, not through
 SQLAlchemy's per-``execute`` machinery; JSON columns are encoded and decoded in
 :class:`SqlTransaction`; connections stay with the store between transactions.
-URLs, dialects, the pool behind it and migrations (:mod:`flowengine.store.migrate`)
-stay SQLAlchemy's and Alembic's.
+URLs, dialects and migrations (:mod:`flowengine.store.migrate`) stay SQLAlchemy's and
+Alembic's.
 """
 
 from __future__ import annotations
@@ -160,12 +160,16 @@ class SqlTransaction:
             try:
                 if name == "update_session":
                     self._update_sessions(rows)
-                elif len(rows) == 1:
-                    self._cur.execute(getattr(self._sql, name), rows[0])
                 else:
-                    self._cur.executemany(getattr(self._sql, name), rows)
+                    self._send(getattr(self._sql, name), rows)
             except self._backend.error as exc:
                 self._backend.raise_store_error(exc, WRITES[name])
+
+    def _send(self, sql: str, rows: list[Mapping[str, Any]]) -> None:
+        if len(rows) == 1:
+            self._cur.execute(sql, rows[0])
+        else:
+            self._cur.executemany(sql, rows)
 
     def _update_sessions(self, rows: list[Mapping[str, Any]]) -> None:
         sql = self._sql.update_session
@@ -173,14 +177,11 @@ class SqlTransaction:
             # A session this transaction locked exists until it ends: its update needs no
             # row count, and so no extra round trip before the commit.
             held = [row for row in rows if row["_session_id"] in self._locked]
-            if len(held) == 1:
-                self._cur.execute(sql, held[0])
-            elif held:
-                self._cur.executemany(sql, held)
+            if held:
+                self._send(sql, held)
             rows = [row for row in rows if row["_session_id"] not in self._locked]
             if not rows:
                 return
-        if self._backend.name == "postgresql":
             conn = self._cur.connection
             with conn.cursor() as cursor:
                 with conn.pipeline():  # nested: syncs on exit, so the row count is known
@@ -588,6 +589,9 @@ class SqlStore:
         target = _normalize(url)
         self.display_url = target.render_as_string(hide_password=True)
         self.dialect = target.get_backend_name()
+        query = dict(target.query)
+        self.pool = PoolLimits.from_query(query, self.display_url)
+        target = target.set(query=query)
         try:
             if self.dialect == "sqlite":
                 self.engine = self._sqlite_engine(target)
@@ -609,7 +613,6 @@ class SqlStore:
 
     def _sqlite_engine(self, target: URL) -> Engine:
         query = dict(target.query)
-        self.pool = PoolLimits.from_query(query, self.display_url)
         synchronous = str(query.pop("synchronous", "FULL")).upper()
         if synchronous not in SQLITE_SYNCHRONOUS:
             raise StoreError(
@@ -650,7 +653,6 @@ class SqlStore:
 
     def _postgres_engine(self, target: URL) -> Engine:
         query = dict(target.query)
-        self.pool = PoolLimits.from_query(query, self.display_url)
         schema = query.pop("schema", None)
         connect_args: dict[str, Any] = {}
         if schema is not None:
