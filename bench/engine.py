@@ -166,11 +166,7 @@ def _raw_sqlite_db(path: Path, synchronous: str) -> sqlite3.Connection:
 def raw_sqlite(path: Path, n: int, synchronous: str) -> float:
     db = _raw_sqlite_db(path, synchronous)
     raw, ids = raw_writes(False), _new_ids(n)
-
-    def execute(sql: str, params: dict[str, Any] | None) -> Any:
-        return db.execute(sql, params or ())
-
-    rate = n * EVENTS_PER_SESSION / timed(lambda: [raw.lifecycle(execute, sid) for sid in ids])
+    rate = n * EVENTS_PER_SESSION / timed(lambda: [raw.lifecycle(db, sid) for sid in ids])
     db.close()
     return rate
 
@@ -193,7 +189,7 @@ def _pg_connect(schema: str) -> psycopg.Connection[Any]:
 def raw_postgres(schema: str, n: int) -> float:
     raw, ids = raw_writes(True), _new_ids(n)
     with _pg_connect(schema) as conn:
-        elapsed = timed(lambda: [raw.lifecycle_pipelined(conn, s) for s in ids])
+        elapsed = timed(lambda: [raw.lifecycle(conn, s) for s in ids])
         return n * EVENTS_PER_SESSION / elapsed
 
 

@@ -16,7 +16,6 @@ webhook snapshot, the store layer.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -108,36 +107,23 @@ class RawWrites:
     def event_id(writes: Writes) -> str:
         return next(p["event_id"] for name, p in writes if name == "insert_event")
 
-    def lifecycle(
-        self, execute: Callable[[str, dict[str, Any] | None], Any], session_id: str
-    ) -> None:
-        """One session, one transaction per event, as the engine's ``send`` does."""
+    def lifecycle(self, db: Any, session_id: str) -> None:
+        """One session, one transaction per event, as the engine's ``send`` does (on
+        psycopg in pipeline mode, as the engine: one round trip for the two reads, one
+        for the writes and the commit)."""
         for index, writes in enumerate(self.transactions):
-            execute(self.begin, None)
-            if index:
-                execute(self.lock, {"sid": session_id}).fetchall()
-                event_id = self.event_id(writes)
-                execute(self.find_event, {"sid": session_id, "eid": event_id}).fetchall()
-            for name, params in self.rows_for(session_id, writes):
-                execute(self.sql[name], params)
-            execute("COMMIT", None)
-
-    def lifecycle_pipelined(self, conn: Any, session_id: str) -> None:
-        """The same on psycopg in pipeline mode, as the engine runs: per event one round
-        trip for the two reads and one for the writes and the commit."""
-        for index, writes in enumerate(self.transactions):
-            with conn.pipeline():
-                conn.execute("BEGIN")
+            with db.pipeline() if self.postgres else nullcontext():
+                db.execute(self.begin)
                 if index:
-                    lock = conn.execute(self.lock, {"sid": session_id})
-                    found = conn.execute(
+                    lock = db.execute(self.lock, {"sid": session_id})
+                    found = db.execute(
                         self.find_event, {"sid": session_id, "eid": self.event_id(writes)}
                     )
                     lock.fetchall()
                     found.fetchall()
                 for name, params in self.rows_for(session_id, writes):
-                    conn.execute(self.sql[name], params)
-                conn.execute("COMMIT")
+                    db.execute(self.sql[name], params)
+                db.execute("COMMIT")
 
     def create_all(self, db: Any, ids: list[str]) -> None:
         """Create ``ids`` (the lifecycle's first transaction, for each), untimed."""
