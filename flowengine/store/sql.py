@@ -56,6 +56,7 @@ from .base import (
     WebhookRecord,
 )
 from .migrate import upgrade
+from .slots import FairSlots
 from .statements import PG_FIND_EVENTS, PG_LOCK_SESSIONS, WRITES, Sql, compile_statements
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -600,7 +601,7 @@ class SqlStore:
         except (ArgumentError, ValueError, TypeError) as exc:
             raise StoreError(f"bad store URL {self.display_url}: {exc}") from exc
         self._backend = _Backend.of(self.engine, self.display_url)
-        self._slots = threading.BoundedSemaphore(self.pool.size + self.pool.overflow)
+        self._slots = FairSlots(self.pool.size + self.pool.overflow)
         try:
             upgrade(self.engine, self.schema)
         except StoreError:
@@ -688,8 +689,8 @@ class SqlStore:
         ``NullPool``): a QueuePool checkout and check-in, with its reset-on-return
         rollback, cost about 25 µs a transaction, as much as the statements of a small
         one. At most ``pool.size + pool.overflow`` transactions hold a connection at
-        once (``_slots``); the others wait for one to end, up to ``pool.timeout_s``
-        (not in arrival order: a thread can lose the race more than once). At most
+        once (``_slots``); the others wait for one to end, first come first served, up
+        to ``pool.timeout_s``. At most
         ``pool.size`` connections stay open between transactions.
         """
         limits = self.pool
