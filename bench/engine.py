@@ -13,8 +13,12 @@ same run:
   the log and outbox rows, update the session, commit; and, beside the group-commit
   rows, the same rows grouped by hand (one locked read and one event-id lookup per
   batch of 50, one executemany per statement, one commit);
-* the floor: bare python-statemachine plus the raw driver, an estimate (two rates
-  measured apart) of the best an engine built on that runtime and database could do.
+* the bound: the raw driver plus one transition of python-statemachine's smallest chart
+  per event (measured in the same run), the lowest ratio to the raw driver any engine
+  on that runtime could show;
+* the floor: bare python-statemachine on this flow plus the raw driver, an estimate
+  (two rates measured apart) of the best an engine built on that runtime and database
+  could do.
 
 Run: .venv/bin/python bench/engine.py [--sessions N]
 """
