@@ -10,19 +10,22 @@ whole step or nothing.
 
 ``send_many`` puts several events (for several sessions) in one transaction — group
 commit — which is how a busy deployment amortises the cost of a durable commit.
+
+What a person decides (overrides, retries) is in :mod:`flowengine.decisions`; the
+event and its result in :mod:`flowengine.events`.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import replace
 from typing import Any
 
 from . import amounts
 from .clock import Clock, SystemClock
 from .compiler import CompiledFlow, Step, WebhookRequest
+from .decisions import AllowedEvent, Decisions, ParkedWork
 from .errors import (
     FieldError,
     FlowEngineError,
@@ -31,6 +34,7 @@ from .errors import (
     TransitionNotAllowed,
     ValidationError,
 )
+from .events import EventInput, SendResult
 from .flows import FlowRegistry, UnknownFlow, save_version_in
 from .jsonvalue import plain
 from .migration import migrate, migration_target
@@ -49,10 +53,11 @@ from .store import (
     EventRecord,
     SessionRecord,
     Store,
-    TimerRecord,
     Transaction,
     open_store,
 )
+
+__all__ = ["AllowedEvent", "Engine", "EventInput", "ParkedWork", "SendResult"]
 
 CREATED_EVENT = "session.created"
 DEFERRED = "deferred"
@@ -63,51 +68,7 @@ LATE_SUFFIX = ":late"
 REVIEW_WEBHOOK = "session.requires_review"
 
 
-@dataclass(frozen=True)
-class EventInput:
-    """One event to apply: what happened, to which session, and how to recognise it again.
-
-    ``event_id`` makes a retry of the same send a no-op that returns the first result.
-    ``external_ref`` names the outside fact the event reports (e.g. ``8453:0xabc…:3``,
-    chain id + tx hash + log index), so the same fact reported twice counts once.
-    """
-
-    session_id: str
-    event: str
-    payload: Mapping[str, Any] = field(default_factory=dict)
-    event_id: str | None = None
-    external_ref: str | None = None
-    meta: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AllowedEvent:
-    """An event a session's state takes, where it leads, and whether its guards hold now."""
-
-    event: str
-    target: str
-    guard: str
-    enabled: bool
-    kind: str
-
-
-@dataclass(frozen=True)
-class SendResult:
-    record: SessionRecord
-    event: EventRecord
-    duplicate: bool = False
-    """True when this event had been applied before (same event id or external ref)."""
-
-    @cached_property
-    def session(self) -> Session:
-        return session_view(self.record)
-
-    @property
-    def state(self) -> str:
-        return self.record.state
-
-
-class Engine:
+class Engine(Decisions):
     """Create sessions, feed them events, read them back.
 
     >>> engine = Engine(FlowRegistry.from_directory("flows"), "sqlite:///sessions.db")
@@ -198,154 +159,6 @@ class Engine:
             if tx.get_session(session_id) is None:
                 raise SessionNotFound(session_id)
             return tx.events(session_id)
-
-    def allowed_events(self, session_id: str) -> list[AllowedEvent]:
-        """The events the session's state takes, with targets, guards and their value now.
-
-        What a person resolving a session in review chooses from (see :meth:`override`).
-        """
-        with self.store.transaction() as tx:
-            record = tx.get_session(session_id)
-            if record is None:
-                raise SessionNotFound(session_id)
-            flow = self._flow_for(tx, record)
-        return [
-            AllowedEvent(edge.event, edge.target, edge.guard, holds, edge.kind)
-            for edge, holds in flow.enabled(record.state, record.data)
-        ]
-
-    def override(
-        self,
-        session_id: str,
-        event: str,
-        *,
-        reason: str,
-        actor: str,
-        payload: Mapping[str, Any] | None = None,
-    ) -> SendResult:
-        """Apply one of the :meth:`allowed_events` by hand, recording who and why.
-
-        The log row carries ``{"override": true, "actor", "reason"}`` in its meta, so an
-        audit of the session shows every human decision next to the machine's. Effects
-        of the session parked for review are settled by the decision: they are marked
-        ``cancelled`` (with the actor and reason), in the same transaction.
-        """
-        _require_audit(reason, actor)
-        item = EventInput(
-            session_id,
-            event,
-            payload or {},
-            event_id=f"override:{uuid.uuid4().hex}",
-            meta={"override": True, "actor": actor, "reason": reason},
-        )
-        with self.store.transaction() as tx:
-            result = self.apply(tx, item)
-            for parked in tx.effects(session_id):
-                if parked.status == "review":
-                    note = f"settled by override {event} ({actor}: {reason})"
-                    tx.update_effect(replace(parked, status="cancelled", last_error=note))
-            return result
-
-    def retry_effect(self, key: str, *, reason: str, actor: str) -> EffectRecord:
-        """Put an effect parked for review back in the queue (say, once a broken adapter
-        is fixed), recording who and why in the session's log.
-
-        Safe to do whatever happened before: the runner asks the adapter ``status_of``
-        the key before performing a retried effect, so a transfer that did go through
-        is reported, not made twice. Refused (nothing written) unless the effect is
-        parked and its session is still in the state that requested it.
-        """
-        _require_audit(reason, actor)
-        with self.store.transaction() as tx:
-            effect = tx.get_effect(key)
-            if effect is None:
-                raise FlowEngineError(f"no effect {key!r}")
-            if effect.status != "review":
-                raise FlowEngineError(
-                    f"effect {key} is {effect.status}, not parked for review: nothing to retry"
-                )
-            record = tx.get_session(effect.session_id, for_update=True)
-            assert record is not None
-            if (record.state, record.entered_seq) != (effect.state, effect.seq):
-                raise FlowEngineError(
-                    f"session {record.session_id} has left the state that requested effect "
-                    f"{key} (it is in '{record.state}'); settle it with an override instead"
-                )
-            now = self.clock.now_ms()
-            retried = replace(
-                effect,
-                status="pending",
-                available_at=now,
-                lease_until=None,
-                claimed_by=None,
-                last_error=f"retried by {actor}: {reason}",
-            )
-            tx.update_effect(retried)
-            self._log_decision(tx, record, "effect.retried", {"effect": key}, reason, actor)
-            return retried
-
-    def retry_timer(self, session_id: str, timer_id: int, *, reason: str, actor: str) -> None:
-        """Let a timer that ``failed`` to fire (firing it raised) fire again, once the
-        cause is fixed; logged in the session with actor and reason. Refused, writing
-        nothing, unless the timer failed and its session is still in the state that set
-        it (a timer is only valid there)."""
-        _require_audit(reason, actor)
-        with self.store.transaction() as tx:
-            record = tx.get_session(session_id, for_update=True)
-            if record is None:
-                raise SessionNotFound(session_id)
-            timer = next((t for t in tx.timers(session_id) if t.timer_id == timer_id), None)
-            if timer is None or timer.status != "failed":
-                found = "no such timer" if timer is None else f"it is {timer.status}"
-                raise FlowEngineError(
-                    f"timer {timer_id} of session {session_id} did not fail ({found}): "
-                    "nothing to retry"
-                )
-            if (record.state, record.entered_seq) != (timer.state, timer.entered_seq):
-                raise FlowEngineError(
-                    f"session {session_id} has left the state that set timer {timer_id} "
-                    f"(it is in '{record.state}'): the timer no longer applies"
-                )
-            tx.finish_timer(timer_id, "pending")  # already due: the next worker pass fires it
-            payload = {"timer": timer_id, "event": timer.event}
-            self._log_decision(tx, record, "timer.retried", payload, reason, actor)
-
-    def _log_decision(
-        self,
-        tx: Transaction,
-        record: SessionRecord,
-        event: str,
-        payload: Mapping[str, Any],
-        reason: str,
-        actor: str,
-    ) -> None:
-        """Log a person's decision that is not a transition (a retry), with actor and
-        reason, in the session's log: the audit trail beside the overrides."""
-        audit = EventInput(
-            record.session_id,
-            event,
-            payload,
-            event_id=f"decision:{uuid.uuid4().hex}",
-            meta={"override": True, "actor": actor},
-        )
-        self._log_unapplied(tx, record, audit, reason, notify=False, count=False)
-
-    def parked_work(self, limit: int = 100) -> ParkedWork:
-        """What the workers gave up on and left for a person, oldest first: effects in
-        ``review`` (an adapter that kept raising, an outcome nobody could take) and
-        timers that ``failed`` to fire. An override of the session settles its effects."""
-        with self.store.transaction() as tx:
-            return ParkedWork(tx.parked_effects(limit), tx.failed_timers(limit))
-
-    def review_queue(self, flow_names: Sequence[str] | None = None) -> list[SessionRecord]:
-        """Sessions waiting in a review state (status ``requires_review``), oldest first."""
-        waiting: list[SessionRecord] = []
-        with self.store.transaction() as tx:
-            for name in flow_names or self.flows.names():
-                for record in tx.sessions_of_flow(name):
-                    if self._flow_for(tx, record).is_review(record.state):
-                        waiting.append(record)
-        return sorted(waiting, key=lambda r: (r.updated_at, r.session_id))
 
     # -- events -----------------------------------------------------------------------
 
@@ -732,23 +545,3 @@ def _checked(item: EventInput) -> EventInput:
     if payload is item.payload and meta is item.meta:
         return item
     return replace(item, payload=payload, meta=meta)
-
-
-def _require_audit(reason: str, actor: str) -> None:
-    """A human decision needs a reason and an actor, for the audit log."""
-    if not reason.strip() or not actor.strip():
-        raise ValidationError(
-            [
-                FieldError(
-                    "reason" if not reason.strip() else "actor",
-                    "required",
-                    "a decision by hand needs a reason and an actor, for the audit log",
-                )
-            ]
-        )
-
-
-@dataclass(frozen=True)
-class ParkedWork:
-    effects: list[EffectRecord]
-    timers: list[TimerRecord]
