@@ -14,8 +14,11 @@ same run:
   rows, the same rows grouped by hand (one locked read and one event-id lookup per
   batch of 50, one executemany per statement, one commit);
 * the bound: the raw driver plus one transition of python-statemachine's smallest chart
-  per event (measured in the same run), the lowest ratio to the raw driver any engine
-  on that runtime could show;
+  per event (measured in the same run), the lowest ratio to the raw driver that an
+  engine running each event's chart and writes one after the other (as this one does)
+  could show on that runtime; and "bound ∥", the lowest for an engine that ran charts
+  on one core while the database wrote other events on the other (the drivers release
+  the GIL while the database works): the larger of 1 and chart time ÷ raw time;
 * the floor: bare python-statemachine on this flow plus the raw driver, an estimate
   (two rates measured apart) of the best an engine built on that runtime and database
   could do.
@@ -87,8 +90,8 @@ def minimal_chart(n: int) -> float:
     """Transitions/s of the smallest chart python-statemachine runs: two states, one
     event each way, no guards, no actions, built the way the compiler builds flows.
 
-    No engine on this runtime can take an event for less than this: it is the
-    runtime's own cost per transition, whatever the flow.
+    It is the runtime's own cost per transition, whatever the flow: an engine on
+    python-statemachine spends at least this much CPU on every event.
     """
     states: dict[str, Any] = {
         "a": {"initial": True, "on": {"go": [{"target": "b"}]}},
@@ -354,7 +357,7 @@ def main() -> None:
     )
     print(
         f"{'measured':<42} {'events/s':>10} {'sessions/s':>11}   "
-        f"{'baseline':<30} {'events/s':>10} {'ratio':>6} {'bound':>6} "
+        f"{'baseline':<30} {'events/s':>10} {'ratio':>6} {'bound':>6} {'bound ∥':>7} "
         f"{'floor':>8} {'÷floor':>6}"
     )
     for name, rate, base_name, base in rows:
@@ -362,19 +365,29 @@ def main() -> None:
         base_text = f"{base:>10,.0f}" if base else f"{'':>10}"
         least = bound(name, base, minimal)
         bound_text = f"{least:.2f}×" if least else ""
+        overlapped = bound(name, base, minimal, overlapped=True)
+        overlapped_text = f"{overlapped:.2f}×" if overlapped else ""
         lowest = floor(name, base, bare)
         floor_text = f"{lowest:>8,.0f} {lowest / rate:>5.2f}×" if lowest else ""
         print(
-            f"{name:<42} {rate:>10,.0f} {rate / EVENTS_PER_SESSION:>11,.0f}   "
-            f"{base_name:<30} {base_text} {ratio:>6} {bound_text:>6} {floor_text}"
+            f"{name:<42} {rate:>10,.0f} {rate / events_per_session(name):>11,.0f}   "
+            f"{base_name:<30} {base_text} {ratio:>6} {bound_text:>6} {overlapped_text:>7} "
+            f"{floor_text}"
         )
     print("ratio = baseline ÷ engine (how many times slower the engine is than its baseline)")
     print(
-        "bound = the lowest ratio any engine on python-statemachine could show here: the raw\n"
-        "driver's writes plus one transition of the runtime's smallest chart per event\n"
+        "bound = the lowest ratio an engine on python-statemachine that runs each event's chart\n"
+        "and writes one after the other could show: the raw driver's writes plus one transition\n"
+        "of the runtime's smallest chart per event; bound ∥ = the same for an engine that ran\n"
+        "charts on one core while the database wrote other events (max of 1, chart ÷ raw)\n"
         "floor = bare python-statemachine on this flow and the raw driver's writes, one after\n"
         "the other: an estimate of the best an engine on this runtime and database could do"
     )
+
+
+def events_per_session(name: str) -> int:
+    """Group-commit rows time the 3 sends only (their sessions are created untimed)."""
+    return len(STEPS) if "group" in name else EVENTS_PER_SESSION
 
 
 def _transitions_per_event(name: str) -> float:
@@ -383,17 +396,22 @@ def _transitions_per_event(name: str) -> float:
     return 1.0 if "group" in name else len(STEPS) / EVENTS_PER_SESSION
 
 
-def bound(name: str, raw: float, minimal: float) -> float | None:
-    """The lowest ratio to ``raw`` that an engine on python-statemachine could reach:
-    its events would cost at least the raw writes plus the runtime's cheapest transition.
+def bound(name: str, raw: float, minimal: float, overlapped: bool = False) -> float | None:
+    """The lowest ratio to ``raw`` an engine on python-statemachine could reach, with
+    every event costing at least the raw writes and the runtime's cheapest transition.
 
-    Where this is above 2, "≤ 2× the raw driver" is out of reach on this runtime, which
-    DEVELOPERS.md makes the engine's (single-process rows; with several processes the
-    charts run on both cores).
+    One after the other (``overlapped=False``, how this engine and any single-threaded
+    one works): the two costs add up. Overlapped: charts on one core while the database
+    writes other events (sqlite3 and psycopg release the GIL while it works), so the
+    larger of the two sets the pace. Where the first is above 2, "≤ 2× the raw driver"
+    needs such an overlapping design; where the second is, it is out of reach on the
+    runtime DEVELOPERS.md makes the engine's. Estimates: the rates are medians measured
+    apart. Single-process rows only (with several processes charts run on both cores).
     """
     if not raw or "processes" in name or "memory" in name:
         return None
-    return 1 + raw * _transitions_per_event(name) / minimal
+    chart = raw * _transitions_per_event(name) / minimal  # chart time ÷ raw time
+    return max(1.0, chart) if overlapped else 1 + chart
 
 
 def floor(name: str, raw: float, bare: float) -> float | None:

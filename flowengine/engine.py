@@ -57,7 +57,19 @@ from .store import (
     open_store,
 )
 
-__all__ = ["AllowedEvent", "Engine", "EventInput", "ParkedWork", "SendResult"]
+__all__ = [
+    "CREATED_EVENT",
+    "DEFERRED",
+    "DEFER_LIMIT",
+    "LATE_SUFFIX",
+    "REFUND_EFFECT",
+    "REVIEW_WEBHOOK",
+    "AllowedEvent",
+    "Engine",
+    "EventInput",
+    "ParkedWork",
+    "SendResult",
+]
 
 CREATED_EVENT = "session.created"
 DEFERRED = "deferred"

@@ -18,6 +18,7 @@ class FairSlots:
 
     def __init__(self, count: int) -> None:
         self._lock = threading.Lock()
+        self._count = count
         self._free = count
         self._waiters: deque[threading.Lock] = deque()
 
@@ -30,22 +31,35 @@ class FairSlots:
             handoff = threading.Lock()
             handoff.acquire()
             self._waiters.append(handoff)
-        if handoff.acquire(timeout=timeout):
-            return True  # release() handed its slot to this thread
+        try:
+            if handoff.acquire(timeout=min(timeout, threading.TIMEOUT_MAX)):
+                return True  # release() handed its slot to this thread
+        except BaseException:
+            # Interrupted (a signal handler raised, say): leave no waiter behind, and
+            # pass on a slot handed over meanwhile, or it would be lost for good.
+            if not self._withdraw(handoff):
+                self.release()
+            raise
+        return not self._withdraw(handoff)  # a slot handed over as the wait ran out
+
+    def _withdraw(self, handoff: threading.Lock) -> bool:
+        """Take ``handoff`` out of the queue; False if a slot was handed to it already."""
         with self._lock:
             try:
                 self._waiters.remove(handoff)
             except ValueError:
-                return True  # the slot was handed over as the wait ran out: it is ours
-            return False
+                return False
+            return True
 
     def release(self) -> None:
         """Give the slot back: to the longest waiter, if any."""
         with self._lock:
             if self._waiters:
                 self._waiters.popleft().release()
-            else:
+            elif self._free < self._count:
                 self._free += 1
+            else:
+                raise ValueError("FairSlots released more often than acquired")
 
     @property
     def waiting(self) -> int:

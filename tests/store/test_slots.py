@@ -3,9 +3,12 @@ that has waited longest gets the next free connection, not whichever asks last."
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
+
+import pytest
 
 from flowengine.store.slots import FairSlots
 
@@ -102,3 +105,42 @@ def test_every_slot_comes_back_under_contention() -> None:
         thread.join(30)
     assert most <= 3
     assert [slots.acquire(timeout=0) for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_wait_cut_short_by_a_signal_loses_no_slot() -> None:
+    # A signal handler may raise inside the wait (KeyboardInterrupt, a timeout
+    # library): the slot the holder then gives back must not go to the dead waiter.
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    slots = FairSlots(1)
+    assert slots.acquire(timeout=0)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Interrupted):
+            slots.acquire(timeout=5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert slots.waiting == 0
+    slots.release()
+    assert slots.acquire(timeout=0)
+
+
+def test_a_timeout_beyond_what_threads_can_wait_is_capped() -> None:
+    slots = FairSlots(1)
+    assert slots.acquire(timeout=0)
+    threading.Timer(0.05, slots.release).start()
+    assert slots.acquire(timeout=1e12)  # no OverflowError
+
+
+def test_giving_back_more_than_was_taken_is_an_error() -> None:
+    slots = FairSlots(2)
+    assert slots.acquire(timeout=0)
+    slots.release()
+    with pytest.raises(ValueError, match="more often than acquired"):
+        slots.release()
