@@ -102,6 +102,13 @@ class Decisions:
         audit of the session shows every human decision next to the machine's. Effects
         of the session parked for review are settled by the decision: they are marked
         ``cancelled`` (with the actor and reason), in the same transaction.
+
+        Refused, writing nothing, while an effect of the session is being performed (a
+        runner holds it, or held it and its lease has not been taken over yet): its
+        outcome is not known, and deciding, say, that a delivery failed while it may
+        have gone through would refund money that was also delivered. Once a runner has
+        asked the adapter, the outcome is in the log (or the effect parked) and the
+        decision can be made on facts.
         """
         _require_audit(reason, actor)
         item = EventInput(
@@ -112,6 +119,15 @@ class Decisions:
             meta={"override": True, "actor": actor, "reason": reason},
         )
         with self.store.transaction() as tx:
+            tx.get_session(session_id, for_update=True)  # no runner starts one meanwhile
+            for effect in tx.effects(session_id):
+                if effect.status == "running":
+                    raise FlowEngineError(
+                        f"session {session_id}: effect {effect.key} is being performed "
+                        f"(attempt {effect.attempts}, by {effect.claimed_by}); its outcome "
+                        "is not known yet. Wait for the runner (or for another to take it "
+                        "over and ask the adapter), then decide"
+                    )
             result = self.apply(tx, item)
             for parked in tx.effects(session_id):
                 if parked.status == "review":
@@ -133,12 +149,15 @@ class Decisions:
             effect = tx.get_effect(key)
             if effect is None:
                 raise FlowEngineError(f"no effect {key!r}")
+            # Locked in the runner's order, session then effect, and read again locked.
+            record = tx.get_session(effect.session_id, for_update=True)
+            effect = tx.get_effect(key, for_update=True)
+            assert effect is not None
+            assert record is not None
             if effect.status != "review":
                 raise FlowEngineError(
                     f"effect {key} is {effect.status}, not parked for review: nothing to retry"
                 )
-            record = tx.get_session(effect.session_id, for_update=True)
-            assert record is not None
             if (record.state, record.entered_seq) != (effect.state, effect.seq):
                 raise FlowEngineError(
                     f"session {record.session_id} has left the state that requested effect "

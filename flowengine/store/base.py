@@ -184,7 +184,11 @@ class Transaction(Protocol):
         Runnable: pending and due, or running with an expired lease (its worker died).
         """
 
-    def get_effect(self, key: str) -> EffectRecord | None: ...
+    def get_effect(self, key: str, *, for_update: bool = False) -> EffectRecord | None:
+        """The outbox row, locked until commit when ``for_update`` (a runner checking its
+        claim must not write back a row another runner changed meanwhile). Lock the
+        effect's session first, as the engine does, so the two never wait on each other
+        in opposite orders."""
 
     def update_effect(self, record: EffectRecord) -> None: ...
 

@@ -208,8 +208,8 @@ class MemoryTransaction:
             self.s.effect_seq += 1
             heapq.heappush(self.s.effect_heap, (when, self.s.effect_seq, record.key))
 
-    def get_effect(self, key: str) -> EffectRecord | None:
-        return self.s.effect_rows.get(key)
+    def get_effect(self, key: str, *, for_update: bool = False) -> EffectRecord | None:
+        return self.s.effect_rows.get(key)  # transactions run one at a time
 
     def update_effect(self, record: EffectRecord) -> None:
         old = self.s.effect_rows[record.key]

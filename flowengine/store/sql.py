@@ -399,8 +399,9 @@ class SqlTransaction:
         rows.sort(key=lambda r: (r[7], r[13]))  # (available_at, id): the memory store's order
         return [self._effect(r) for r in rows]
 
-    def get_effect(self, key: str) -> EffectRecord | None:
-        row = self._one(self._sql.get_effect, {"key": key})
+    def get_effect(self, key: str, *, for_update: bool = False) -> EffectRecord | None:
+        sql = self._sql.get_effect_locked if for_update else self._sql.get_effect
+        row = self._one(sql, {"key": key})
         return None if row is None else self._effect(row)
 
     def update_effect(self, record: EffectRecord) -> None:

@@ -82,6 +82,7 @@ _event_cols = [_EV.c[n] for n in _EVENT_FIELDS]
 _effect_cols = [_EF.c[n] for n in _EFFECT_FIELDS]
 
 _get_session = select(*_session_cols).where(_S.c.session_id == bindparam("session_id"))
+_get_effect = select(*_effect_cols).where(_EF.c.key == bindparam("key"))
 _find_event = select(*_event_cols).where(_EV.c.session_id == bindparam("session_id"))
 _claimable_effects = (
     select(_EF.c.key)
@@ -120,7 +121,8 @@ _STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
     "insert_event": (insert(_EV).inline(), _EVENT_FIELDS),
     "events": (_by_session(_EV, _EV.c.seq, _EVENT_FIELDS), None),
     "insert_effect": (insert(_EF).inline(), _EFFECT_FIELDS),
-    "get_effect": (select(*_effect_cols).where(_EF.c.key == bindparam("key")), None),
+    "get_effect": (_get_effect, None),
+    "get_effect_locked": (_get_effect.with_for_update(), None),
     "update_effect": (
         update(_EF).where(_EF.c.key == bindparam("_key")).returning(_EF.c.key),
         _EFFECT_FIELDS[1:],
@@ -258,6 +260,7 @@ class Sql:
     events: str
     insert_effect: str
     get_effect: str
+    get_effect_locked: str
     update_effect: str
     effects: str
     claim_effects: str

@@ -4,16 +4,21 @@
    attempt). A worker that dies leaves the lease to expire; the next runner reclaims.
 2. Just before performing each one, check in a transaction that this runner still
    holds the claim (and extend its lease), and that the session still waits in the
-   state that asked for the effect (same state, same entry): an effect for a session
-   that has moved on (a reorg, an override) is cancelled, never performed.
+   state that asked for the effect (same state, same entry). The session and the
+   effect row are locked, in that order, for every check-then-write. An effect for a
+   session that has moved on (a reorg, an override, a timer) is never performed: on
+   its first attempt it is cancelled; after that an earlier attempt may have moved
+   money, so the adapter is asked ``status_of`` the key, and the effect is cancelled
+   only if the adapter never saw it.
 3. Outside any transaction, call the adapter. When an earlier attempt may have run
    (this is not the first attempt), ask ``status_of(key)`` first and perform only when
    the adapter has never seen the key: that is what makes delivery at most once.
-4. In one transaction: record the attempt, apply the outcome event (``<effect>.done``
-   for ``ok``, ``<effect>.failed``) with an event id derived from the key (so a
-   duplicate feed is a no-op), and close the outbox row. An outcome the session's
-   state no longer accepts is still logged, counted and reported for review: money
-   that moved never disappears.
+4. Record the attempt (its own transaction: what the adapter answered stays on record
+   even if the outcome cannot be applied). Then, in one transaction, apply the outcome
+   event (``<effect>.done`` for ``ok``, ``<effect>.failed``) with an event id derived
+   from the key (so a duplicate feed is a no-op), and close the outbox row. An outcome
+   the session's state no longer accepts is still logged, counted and reported for
+   review: money that moved never disappears.
 5. ``pending`` and ``unknown`` are not answers: the runner asks ``status_of`` again on
    the state's ``poll:`` schedule (default: exponential backoff, capped, 20 looks).
    When the schedule runs out it sends ``<effect>.pending`` / ``<effect>.unknown``:
@@ -34,13 +39,14 @@ from dataclasses import dataclass, replace
 
 from ..adapters.base import EffectAdapter, EffectCall, EffectResult
 from ..engine import Engine, EventInput
-from ..errors import StoreError, TransitionNotAllowed
+from ..errors import IdempotencyConflict, StoreError, TransitionNotAllowed
 from ..store import EffectAttempt, EffectRecord, Transaction
 from .loop import run_until
 
 log = logging.getLogger("flowengine.workers.effects")
 
 OUTCOME_EVENTS = {"ok": "done", "failed": "failed"}
+LEFT_STATE = "the session left the state that requested it"
 
 
 @dataclass(frozen=True)
@@ -99,34 +105,46 @@ class EffectRunner:
         run_until(stop, self.run_once, idle_seconds)
 
     def _run(self, effect: EffectRecord) -> None:
-        call = self._confirm(effect)
-        if call is None:
+        confirmed = self._confirm(effect)
+        if confirmed is None:
             return
+        call, may_perform = confirmed
         started = self.engine.clock.now_ms()
-        result = self._attempt(effect, call)
-        self._finish(effect, result, started)
+        result = self._attempt(effect, call, may_perform)
+        if result is None:  # the session moved on, and the adapter never saw the key
+            self._cancel(effect, LEFT_STATE)
+            return
+        self._record_attempt(effect, result, started)
+        self._finish(effect, result)
 
-    def _confirm(self, effect: EffectRecord) -> EffectCall | None:
-        """Re-check the claim and the session just before acting; extend the lease."""
+    def _confirm(self, effect: EffectRecord) -> tuple[EffectCall, bool] | None:
+        """Re-check the claim and the session just before acting; extend the lease.
+
+        Returns the call and whether it may be performed: not when the session has left
+        the state that asked for it. A first attempt is then simply cancelled; a later
+        one may have moved money already, so the adapter is asked ``status_of`` first
+        and an outcome it knows is logged and counted (see :meth:`_attempt`).
+        """
         now = self.engine.clock.now_ms()
         with self.engine.store.transaction() as tx:
-            current = tx.get_effect(effect.key)
+            # The session first, then the effect: the order an override locks them in.
+            record = tx.get_session(effect.session_id, for_update=True)
+            current = tx.get_effect(effect.key, for_update=True)
             if not self._still_mine(current, effect):
                 return None
             assert current is not None
-            record = tx.get_session(effect.session_id)
-            if record is None or (record.state, record.entered_seq) != (effect.state, effect.seq):
+            moved_on = record is None or (record.state, record.entered_seq) != (
+                effect.state,
+                effect.seq,
+            )
+            if moved_on and (record is None or effect.attempts == 1):
                 tx.update_effect(
-                    replace(
-                        current,
-                        status="cancelled",
-                        lease_until=None,
-                        last_error="the session left the state that requested it",
-                    )
+                    replace(current, status="cancelled", lease_until=None, last_error=LEFT_STATE)
                 )
                 return None
+            assert record is not None
             tx.update_effect(replace(current, lease_until=now + self.lease_ms))
-            return EffectCall(
+            call = EffectCall(
                 effect.key,
                 effect.effect,
                 effect.session_id,
@@ -134,6 +152,7 @@ class EffectRunner:
                 effect.attempts,
                 effect.params or {},
             )
+            return call, not moved_on
 
     def _still_mine(self, current: EffectRecord | None, claimed: EffectRecord) -> bool:
         return (
@@ -143,7 +162,15 @@ class EffectRunner:
             and current.attempts == claimed.attempts
         )
 
-    def _attempt(self, effect: EffectRecord, call: EffectCall) -> EffectResult:
+    def _attempt(
+        self, effect: EffectRecord, call: EffectCall, may_perform: bool
+    ) -> EffectResult | None:
+        """Perform the effect, or learn its outcome; None: not performed, and need not be.
+
+        After a first attempt the adapter is asked ``status_of`` the key before anything
+        else (an earlier attempt may have gone through); only a key it has never seen is
+        performed, and only while the session still waits for it.
+        """
         adapter = self.adapters.get(effect.effect)
         if adapter is None:
             return EffectResult("unknown", detail=f"no adapter is bound to '{effect.effect}'")
@@ -152,19 +179,40 @@ class EffectRunner:
                 known = adapter.status_of(effect.key)
                 if known is not None:
                     return known
-            return adapter.perform(call)
+            return adapter.perform(call) if may_perform else None
         except Exception as exc:  # an adapter's crash is an unknown outcome, not ours
             return EffectResult("unknown", detail=f"{type(exc).__name__}: {exc}")
 
-    def _finish(self, effect: EffectRecord, result: EffectResult, started: int) -> None:
-        now = self.engine.clock.now_ms()
+    def _cancel(self, effect: EffectRecord, reason: str) -> None:
+        with self.engine.store.transaction() as tx:
+            tx.get_session(effect.session_id, for_update=True)
+            current = tx.get_effect(effect.key, for_update=True)
+            if self._still_mine(current, effect):
+                assert current is not None
+                tx.update_effect(
+                    replace(current, status="cancelled", lease_until=None, last_error=reason)
+                )
+
+    def _record_attempt(self, effect: EffectRecord, result: EffectResult, started: int) -> None:
+        """Every attempt is kept, in its own transaction: even if its outcome cannot be
+        applied (and the effect is parked), what the adapter answered stays on record."""
         with self.engine.store.transaction() as tx:
             tx.record_attempt(
                 EffectAttempt(
-                    effect.key, effect.attempts, started, now, result.outcome, result.detail
+                    effect.key,
+                    effect.attempts,
+                    started,
+                    self.engine.clock.now_ms(),
+                    result.outcome,
+                    result.detail,
                 )
             )
-            current = tx.get_effect(effect.key)
+
+    def _finish(self, effect: EffectRecord, result: EffectResult) -> None:
+        now = self.engine.clock.now_ms()
+        with self.engine.store.transaction() as tx:
+            tx.get_session(effect.session_id, for_update=True)
+            current = tx.get_effect(effect.key, for_update=True)
             if not self._still_mine(current, effect):
                 return  # another runner took over after our lease ran out: its result wins
             assert current is not None
@@ -197,6 +245,10 @@ class EffectRunner:
             except TransitionNotAllowed as exc:
                 note = f"outcome logged but not applied: {exc}"
                 self.engine.record_unapplied(tx, item, note)
+            except IdempotencyConflict:
+                # Fed before (a runner that lost its lease got there first) with another
+                # payload: the first report stands, and the effect is closed all the same.
+                note = "outcome already reported with another payload; the first one stands"
             final_status = {"ok": "done", "failed": "failed"}.get(result.outcome, "review")
             tx.update_effect(
                 replace(
@@ -218,7 +270,8 @@ class EffectRunner:
     def _park(self, effect: EffectRecord, reason: str) -> None:
         """Mark an effect whose outcome could not be handled for a person to look at."""
         with self.engine.store.transaction() as tx:
-            current = tx.get_effect(effect.key)
+            tx.get_session(effect.session_id, for_update=True)
+            current = tx.get_effect(effect.key, for_update=True)
             if current is not None and current.status in ("running", "pending"):
                 tx.update_effect(
                     replace(current, status="review", lease_until=None, last_error=reason)

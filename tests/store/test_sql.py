@@ -239,6 +239,33 @@ def test_concurrent_effect_claims_never_share_a_row(make_store_url: MakeStoreUrl
 
 
 @pytest.mark.postgres
+def test_an_effect_read_for_update_is_not_claimed_by_another_runner(
+    make_store_url: MakeStoreUrl,
+) -> None:
+    # A runner re-checking its claim (its lease ran out meanwhile) reads the row for
+    # update: another runner's claim skips it rather than taking it from under it.
+    url = make_store_url("postgres")
+    first, second = open_twice(url)
+    with first.transaction() as tx:
+        tx.insert_session(session())
+        tx.add_effect(effect_record("k0", 0))
+        (claim,) = tx.claim_effects(100, 1, "w1", 1_000)
+
+    seen: list[EffectRecord | None] = []
+    thread, _, release = hold_then_release(
+        url, lambda tx: seen.append(tx.get_effect("k0", for_update=True))
+    )
+    with second.transaction() as tx:
+        taken = tx.claim_effects(5_000, 1, "w2", 1_000)  # w1's lease has run out
+    release.set()
+    thread.join(10)
+    assert seen == [claim]
+    assert taken == []
+    first.close()
+    second.close()
+
+
+@pytest.mark.postgres
 def test_concurrent_timer_claims_never_share_a_timer(make_store_url: MakeStoreUrl) -> None:
     url = make_store_url("postgres")
     store = SqlStore(url)

@@ -15,9 +15,10 @@ from flowengine.adapters.base import EffectCall, EffectResult
 from flowengine.adapters.ledger import LedgerAdapter
 from flowengine.clock import ManualClock
 from flowengine.engine import Engine
+from flowengine.errors import FlowEngineError
 from flowengine.flows import FlowRegistry
 from flowengine.spec import load_flow
-from flowengine.workers import EffectRunner
+from flowengine.workers import EffectRunner, TimerWorker
 from tests.conftest import FLOWS
 from tests.factories import create_request
 
@@ -144,3 +145,131 @@ def test_a_runner_whose_lease_ran_out_does_not_act_on_its_old_claim(
     slow._run(stale_claim)  # the slow runner finally gets to its old claim
     assert [effect for _, effect, _ in ledger.transfers()] == ["evm.deliver", "evm.settle"]
     assert engine.get(sid).status == "completed"
+
+
+TIMEOUT_FLOW = (FLOWS / "deposit.yaml").read_text().replace(
+    "version: 1", "version: delivery-timeout-test"
+).replace(
+    "    outcomes: {done: delivered, failed: refunding}\n  delivered:",
+    "    outcomes: {done: delivered, failed: refunding}\n"
+    "    timers:\n      - {after: 30m, event: delivery_timeout}\n  delivered:",
+) + "  - {event: delivery_timeout, from: paid, to: review}\n"
+
+
+class BroadcastsThenConfirms:
+    """A chain adapter: the transfer goes out at once but is not final yet (pending)."""
+
+    def __init__(self, ledger: LedgerAdapter) -> None:
+        self.ledger = ledger
+        self.asked = 0
+
+    def perform(self, call: EffectCall) -> EffectResult:
+        self.ledger.perform(call)  # the money has moved
+        return EffectResult("pending", detail="broadcast, 0 confirmations")
+
+    def status_of(self, key: str) -> EffectResult | None:
+        self.asked += 1
+        return self.ledger.status_of(key)
+
+
+def test_money_moved_by_an_earlier_attempt_is_counted_after_the_session_moved_on(
+    store_url: str, clock: ManualClock, ledger: LedgerAdapter
+) -> None:
+    # The delivery went out on its first attempt (pending); while the runner waits to
+    # look again, the state's own timer moves the session to review. The next look
+    # must ask the adapter and count the delivery, not cancel the effect unasked.
+    engine = Engine(FlowRegistry([load_flow("deposit.yaml", text=TIMEOUT_FLOW)]), store_url, clock)
+    chain = BroadcastsThenConfirms(ledger)
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    runner = EffectRunner(engine, {**adapters(ledger), "evm.deliver": chain})
+    runner.run_once()  # performed: pending
+    clock.advance(31 * 60)
+    TimerWorker(engine).run_once()  # delivery_timeout: paid -> review
+    drain(runner)
+    assert chain.asked == 1
+    session = engine.get(sid)
+    assert (session.state, session.amounts.delivered) == ("review", "25.00")
+    with engine.store.transaction() as tx:
+        (effect,) = tx.effects(sid)
+        outcomes = [a.outcome for a in tx.attempts(effect.key)]
+        assert tx.webhooks(sid)[-1].type == "session.requires_review"
+    assert effect.status == "done"
+    assert outcomes == ["pending", "ok"]
+
+
+def test_an_effect_never_performed_is_cancelled_once_its_session_moved_on(
+    store_url: str, clock: ManualClock, ledger: LedgerAdapter
+) -> None:
+    # Same story, but the first attempt never reached the chain (the adapter raised):
+    # the adapter has no record of the key, so there is nothing to count, and nothing
+    # is performed for a session that no longer waits for it.
+    engine = Engine(FlowRegistry([load_flow("deposit.yaml", text=TIMEOUT_FLOW)]), store_url, clock)
+
+    class Unreachable(LedgerAdapter):
+        def perform(self, call: EffectCall) -> EffectResult:
+            raise ConnectionError("node unreachable")
+
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    EffectRunner(engine, {"evm.deliver": Unreachable(ledger.path)}).run_once()  # unknown
+    clock.advance(31 * 60)
+    TimerWorker(engine).run_once()
+    drain(EffectRunner(engine, adapters(ledger)))
+    assert ledger.transfers() == []
+    with engine.store.transaction() as tx:
+        (effect,) = tx.effects(sid)
+    assert effect.status == "cancelled"
+    assert engine.get(sid).amounts.delivered == "0.00"
+
+
+class PaysThenDies:
+    """The transfer goes through, then the runner's process dies before it records it."""
+
+    def __init__(self, ledger: LedgerAdapter) -> None:
+        self.ledger = ledger
+
+    def perform(self, call: EffectCall) -> EffectResult:
+        self.ledger.perform(call)
+        raise SystemExit("killed")
+
+    def status_of(self, key: str) -> EffectResult | None:
+        return self.ledger.status_of(key)
+
+
+def test_an_override_waits_for_an_effect_in_flight(
+    engine: Engine, clock: ManualClock, ledger: LedgerAdapter
+) -> None:
+    # Deciding "the delivery failed" while it may have gone through would refund money
+    # that was also delivered: the override is refused until a runner has asked.
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    with pytest.raises(SystemExit):
+        EffectRunner(engine, {"evm.deliver": PaysThenDies(ledger)}).run_once()
+    with pytest.raises(FlowEngineError, match="being performed"):
+        engine.override(sid, "evm.deliver.failed", reason="looks stuck", actor="ops")
+    assert engine.get(sid).state == "paid"  # nothing written
+    clock.advance(61)  # the dead runner's lease runs out; another takes over and asks
+    drain(EffectRunner(engine, adapters(ledger)))
+    session = engine.get(sid)
+    assert (session.state, session.amounts.delivered) == ("completed", "25.00")
+    assert [effect for _, effect, _ in ledger.transfers()] == ["evm.deliver", "evm.settle"]
+
+
+class OkWithAStringAmount(LedgerAdapter):
+    def perform(self, call: EffectCall) -> EffectResult:
+        done = super().perform(call)
+        return EffectResult("ok", {**done.payload, "units": "25000000"}, detail="tx sent")
+
+
+def test_an_attempt_is_on_record_even_when_its_outcome_cannot_be_applied(
+    engine: Engine, tmp_path: Path
+) -> None:
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    drain(EffectRunner(engine, {"evm.deliver": OkWithAStringAmount(tmp_path / "odd.db")}))
+    with engine.store.transaction() as tx:
+        (effect,) = tx.effects(sid)
+        attempts = tx.attempts(effect.key)
+    assert effect.status == "review"  # parked: the answer was malformed
+    assert [(a.attempt, a.outcome, a.detail) for a in attempts] == [(1, "ok", "tx sent")]
