@@ -23,7 +23,14 @@ from .compiler import CompiledFlow
 from .errors import FieldError, FlowEngineError, SessionNotFound, ValidationError
 from .events import EventInput, SendResult
 from .flows import FlowRegistry
-from .store import EffectRecord, SessionRecord, Store, TimerRecord, Transaction
+from .store import (
+    EffectAttempt,
+    EffectRecord,
+    SessionRecord,
+    Store,
+    TimerRecord,
+    Transaction,
+)
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,11 @@ class Decisions:
                 last_error=f"retried by {actor}: {reason}",
             )
             tx.update_effect(retried)
+            # On the effect's own record too: it counts as a finished attempt, so an
+            # effect parked after runners kept dying on it gets its full share again.
+            tx.record_attempt(
+                EffectAttempt(key, effect.attempts, now, now, "retried", f"{actor}: {reason}")
+            )
             _log_decision(self, tx, record, "effect.retried", {"effect": key}, reason, actor)
             return retried
 

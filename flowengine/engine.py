@@ -215,24 +215,32 @@ class Engine(Decisions):
         # batches on PostgreSQL cannot deadlock on each other. The batch is read up
         # front (its sessions, locked, and the log rows of the event ids it carries: one
         # round trip on PostgreSQL); a session's second event reads afresh.
-        order = sorted(range(len(items)), key=lambda i: items[i].session_id)
         results: dict[int, SendResult | FlowEngineError] = {}
+        checked: dict[int, EventInput] = {}
+        for index, item in enumerate(items):  # before the batch read uses their ids
+            try:
+                checked[index] = _checked(item)
+            except ValidationError as exc:
+                results[index] = exc
+        order = sorted(checked, key=lambda i: checked[i].session_id)
         locked, known_events = tx.lock_for_events(
-            [(item.session_id, item.event_id) for item in items]
+            [(checked[i].session_id, checked[i].event_id) for i in order]
         )
         seen: set[str] = set()
         for index in order:
-            item = items[index]
+            item = checked[index]
             first = item.session_id not in seen
             seen.add(item.session_id)
             try:
                 if not first:
-                    results[index] = self.apply(tx, item)
+                    results[index] = self.apply(tx, item, checked=True)
                 elif item.session_id not in locked:
                     raise SessionNotFound(item.session_id)
                 else:
                     record = locked[item.session_id]
-                    results[index] = self.apply(tx, item, locked=record, known_events=known_events)
+                    results[index] = self.apply(
+                        tx, item, checked=True, locked=record, known_events=known_events
+                    )
             except (
                 TransitionNotAllowed,
                 SessionNotFound,
@@ -248,6 +256,7 @@ class Engine(Decisions):
         item: EventInput,
         *,
         reoffer: bool = False,
+        checked: bool = False,
         locked: SessionRecord | None = None,
         known_events: Mapping[tuple[str, str], EventRecord] | None = None,
     ) -> SendResult:
@@ -260,9 +269,10 @@ class Engine(Decisions):
         event id missing from it was not logged. ``reoffer``: an event deferred earlier,
         offered again; it is not deferred a second time, and not checked again (it was
         when it arrived; entries kept by earlier releases predate the check, and the
-        money they report must not be refused now).
+        money they report must not be refused now). ``checked``: the caller has passed
+        ``item`` through :func:`_checked` already.
         """
-        if not reoffer:
+        if not (reoffer or checked):
             item = _checked(item)  # refused before any write
         record = locked or tx.get_session(item.session_id, for_update=True)
         if record is None:
@@ -547,12 +557,16 @@ class Engine(Decisions):
 
 
 def _checked(item: EventInput) -> EventInput:
-    """``item`` as it will be stored; refused if its payload or metadata is not plain
-    JSON (see :mod:`flowengine.jsonvalue`) or its units are not base units."""
+    """``item`` as it will be stored; refused if its payload, metadata or names (event,
+    event id, external ref) are not plain JSON every store keeps as given (see
+    :mod:`flowengine.jsonvalue`), or its units are not base units."""
     payload, payload_errors = plain(item.payload, "payload")
     meta, meta_errors = plain(item.meta, "meta")
-    if payload_errors or meta_errors:
-        raise ValidationError(payload_errors + meta_errors)
+    names = {"event": item.event, "event_id": item.event_id, "external_ref": item.external_ref}
+    _, name_errors = plain(names, "")
+    if payload_errors or meta_errors or name_errors:
+        named = [replace(e, param=e.param.lstrip(".")) for e in name_errors]
+        raise ValidationError(payload_errors + meta_errors + named)
     amounts.movement(item.event, payload)
     if payload is item.payload and meta is item.meta:
         return item

@@ -4,10 +4,11 @@ Payloads and metadata come from callers and adapters and are stored as JSON. A v
 JSON cannot hold exactly would come back changed from a SQL store but not from the
 memory store — a ``Decimal`` or a ``datetime`` as a string, a NaN as null, an integer
 key as a string — so tests on one store would pass while the other quietly turned an
-amount into text. Such an event is refused before anything is written, naming the
-field. Amounts are integers in base units (or decimal strings) anyway. Tuples are
-taken, as the lists a store gives back (:func:`plain`), so a retried send compares
-equal to what was logged.
+amount into text. A string with a NUL character is refused by PostgreSQL where
+SQLite and memory keep it. Such an event is refused before anything is written,
+naming the field. Amounts are integers in base units (or decimal strings) anyway.
+Tuples are taken, as the lists a store gives back (:func:`plain`), so a retried send
+compares equal to what was logged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from .errors import FieldError
 
+_NUL = "contains a NUL character (\\u0000), which PostgreSQL cannot store in text or jsonb"
 _HINT = "send integers (amounts in base units), strings, booleans, null, lists and objects"
 
 
@@ -31,7 +33,11 @@ def plain(value: Any, param: str) -> tuple[Any, list[FieldError]]:
 
 def _walk(value: Any, path: str, errors: list[FieldError]) -> Any:
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is str:
+        if "\x00" in value:
+            errors.append(FieldError(path, "not_json", _NUL))
+        return value
+    if kind is int or kind is bool or value is None:
         return value
     if kind is float:
         if not math.isfinite(value):
@@ -44,6 +50,9 @@ def _walk(value: Any, path: str, errors: list[FieldError]) -> Any:
                 errors.append(
                     FieldError(path, "not_json", f"key {key!r} is not a string; JSON keys are")
                 )
+                pairs[key] = item
+            elif "\x00" in key:
+                errors.append(FieldError(path, "not_json", f"key {key!r}: {_NUL}"))
                 pairs[key] = item
             else:
                 pairs[key] = _walk(item, f"{path}.{key}", errors)

@@ -33,3 +33,10 @@ def test_tuples_become_lists_and_nothing_else_is_copied() -> None:
     value = {"a": [1, {"b": "c"}]}
     assert plain(value, "v")[0] is value
     assert plain({"a": (1, (2, 3)), "b": [4]}, "v")[0] == {"a": [1, [2, 3]], "b": [4]}
+
+
+def test_a_nul_character_is_named_in_values_and_keys() -> None:
+    # PostgreSQL cannot store one in text or jsonb; SQLite and memory can.
+    _, errors = plain({"memo": "a\x00", "tags": ["ok", "\x00"], "k\x00": 1}, "payload")
+    assert [e.param for e in errors] == ["payload.memo", "payload.tags[1]", "payload"]
+    assert "NUL" in errors[0].message

@@ -25,7 +25,7 @@ from __future__ import annotations
 import difflib
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -434,16 +434,42 @@ def parse_create_request(data: Any, catalog: Catalog | None = None) -> CreateSes
         catalog = Catalog.default()
     if not isinstance(data, Mapping):
         raise ValidationError([FieldError("", "invalid_body", "the body must be a JSON object")])
+    with_nul = [
+        FieldError(param, "invalid_string", "must not contain a NUL character (\\u0000)")
+        for param in dict.fromkeys(_nul_fields(data, ""))
+    ]
     try:
-        return CreateSessionRequest.model_validate(dict(data), context={"catalog": catalog})
+        request = CreateSessionRequest.model_validate(dict(data), context={"catalog": catalog})
     except PydanticValidationError as exc:
         errors = [_field_error(e) for e in exc.errors(include_url=False)]
+    else:
+        if not with_nul:
+            return request
+        raise ValidationError(with_nul)
+    errors += [e for e in with_nul if e.param not in {f.param for f in errors}]
     # The model checks "calldata needs refundAddress" only when the whole destination
     # is valid; report it also when something else in the destination is wrong.
     if not any(e.param == "refundAddress" for e in errors) and _calldata_without_refund(data):
         required = _refund_address_required()
         errors.append(FieldError("refundAddress", required.type, required.message()))
     raise ValidationError(errors)
+
+
+def _nul_fields(value: Any, path: str) -> Iterator[str]:
+    """Where the body holds a NUL character: PostgreSQL cannot store one in text or
+    jsonb, so a session SQLite would keep would fail there (refused on every store)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield path
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                yield where
+            yield from _nul_fields(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_fields(item, f"{path}[{index}]")
 
 
 def _refund_address_required() -> PydanticCustomError:

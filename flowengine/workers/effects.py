@@ -57,6 +57,10 @@ class RetryPolicy:
     base_ms: int = 1_000
     cap_ms: int = 300_000
     max_looks: int = 20
+    max_unfinished: int = 3
+    """Claims in a row that ended with no attempt on record (the runner died during the
+    call, the store failed) before the effect is parked for a person: a call that
+    kills its process must not be retried for ever, holding up the rest."""
 
     def delay_ms(self, attempt: int) -> int:
         return int(min(self.cap_ms, self.base_ms * 2 ** max(0, attempt - 1)))
@@ -94,8 +98,13 @@ class EffectRunner:
         for effect in claimed:
             try:
                 self._run(effect)
-            except StoreError:
-                raise
+            except StoreError as exc:
+                # The store refused this effect's writes. If it takes the claim back,
+                # the fault was in this effect (it is looked at again later, and
+                # parked once its looks run out), and the others go on; if it does
+                # not, the store is down, and the loop backs off.
+                log.warning("effect %s: store error, retrying later: %s", effect.key, exc)
+                self._retry_later(effect, f"store error: {exc}")
             except Exception as exc:  # one broken effect must not stop the others
                 log.exception("effect %s could not be completed", effect.key)
                 self._park(effect, f"{type(exc).__name__}: {exc}")
@@ -133,6 +142,18 @@ class EffectRunner:
             if not self._still_mine(current, effect):
                 return None
             assert current is not None
+            recorded = max((a.attempt for a in tx.attempts(effect.key)), default=0)
+            unfinished = effect.attempts - 1 - recorded
+            if unfinished >= self.retry.max_unfinished:
+                reason = (
+                    f"claimed {unfinished} times in a row without an attempt finishing (a "
+                    "runner dying during the call?); look into it, then `flowengine "
+                    "effects retry`"
+                )
+                tx.update_effect(
+                    replace(current, status="review", lease_until=None, last_error=reason)
+                )
+                return None
             moved_on = record is None or (record.state, record.entered_seq) != (
                 effect.state,
                 effect.seq,
@@ -178,10 +199,10 @@ class EffectRunner:
             if effect.attempts > 1:
                 known = adapter.status_of(effect.key)
                 if known is not None:
-                    return known
-            return adapter.perform(call) if may_perform else None
+                    return _storable(known)
+            return _storable(adapter.perform(call)) if may_perform else None
         except Exception as exc:  # an adapter's crash is an unknown outcome, not ours
-            return EffectResult("unknown", detail=f"{type(exc).__name__}: {exc}")
+            return EffectResult("unknown", detail=_text(f"{type(exc).__name__}: {exc}"))
 
     def _cancel(self, effect: EffectRecord, reason: str) -> None:
         with self.engine.store.transaction() as tx:
@@ -274,5 +295,38 @@ class EffectRunner:
             current = tx.get_effect(effect.key, for_update=True)
             if current is not None and current.status in ("running", "pending"):
                 tx.update_effect(
-                    replace(current, status="review", lease_until=None, last_error=reason)
+                    replace(current, status="review", lease_until=None, last_error=_text(reason))
                 )
+
+    def _retry_later(self, effect: EffectRecord, reason: str) -> None:
+        """Give the claim back, to be looked at again after a back-off (the runner asks
+        ``status_of`` first next time); parked once the looks run out."""
+        now = self.engine.clock.now_ms()
+        wait = self.retry.next_look(effect.attempts, None)
+        if wait is None:
+            self._park(effect, reason)
+            return
+        with self.engine.store.transaction() as tx:
+            tx.get_session(effect.session_id, for_update=True)
+            current = tx.get_effect(effect.key, for_update=True)
+            if self._still_mine(current, effect):
+                assert current is not None
+                retry = replace(
+                    current,
+                    status="pending",
+                    available_at=now + wait,
+                    lease_until=None,
+                    claimed_by=None,
+                    last_error=_text(reason),
+                )
+                tx.update_effect(retry)
+
+
+def _text(value: str) -> str:
+    """Text from an adapter or an exception, as every store can keep it (PostgreSQL
+    refuses NUL characters in text)."""
+    return value.replace("\x00", "\\0") if "\x00" in value else value
+
+
+def _storable(result: EffectResult) -> EffectResult:
+    return replace(result, detail=_text(result.detail)) if "\x00" in result.detail else result

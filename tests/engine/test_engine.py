@@ -251,6 +251,9 @@ def test_a_malformed_amount_is_refused_without_stopping_the_batch(engine: Engine
         ({**PAYMENT, "logs": [1, float("inf")]}, {}, "payload.logs[1]"),
         ({**PAYMENT, "byIndex": {3: "0xab"}}, {}, "payload.byIndex"),
         (PAYMENT, {"seen": {"a", "b"}}, "meta.seen"),
+        # PostgreSQL refuses a NUL character in text and jsonb; SQLite and memory keep it.
+        ({**PAYMENT, "memo": "a\x00b"}, {}, "payload.memo"),
+        (PAYMENT, {"note\x00": 1}, "meta"),
     ],
 )
 def test_a_value_a_store_could_not_keep_exactly_is_refused_naming_the_field(
@@ -264,6 +267,23 @@ def test_a_value_a_store_could_not_keep_exactly_is_refused_naming_the_field(
     assert [e.param for e in refused.errors] == [param]
     assert len(engine.history(sid)) == 1
     assert engine.send(sid, "payment_detected", {**PAYMENT, "fee": "0.10"}).state == "paid"
+
+
+def test_a_nul_character_in_an_event_id_or_a_create_request_is_refused(
+    engine: Engine,
+) -> None:
+    sid = engine.create_session(create_request()).session_id
+    with pytest.raises(ValidationError) as refused:
+        engine.send(sid, "payment_detected", PAYMENT, event_id="tx\x00", external_ref="r\x00")
+    assert [e.param for e in refused.value.errors] == ["event_id", "external_ref"]
+    request = create_request()
+    request["metadata"] = {"orderId": "A\x00"}
+    with pytest.raises(ValidationError) as bad_create:
+        engine.create_session(request)
+    assert [(e.param, e.code) for e in bad_create.value.errors] == [
+        ("metadata.orderId", "invalid_string")
+    ]
+    assert len(engine.history(sid)) == 1
 
 
 def test_a_create_that_rolled_back_does_not_stop_the_flow_version_being_saved(

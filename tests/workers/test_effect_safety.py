@@ -15,9 +15,10 @@ from flowengine.adapters.base import EffectCall, EffectResult
 from flowengine.adapters.ledger import LedgerAdapter
 from flowengine.clock import ManualClock
 from flowengine.engine import Engine
-from flowengine.errors import FlowEngineError
+from flowengine.errors import FlowEngineError, StoreError
 from flowengine.flows import FlowRegistry
 from flowengine.spec import load_flow
+from flowengine.store import EffectRecord
 from flowengine.workers import EffectRunner, TimerWorker
 from tests.conftest import FLOWS
 from tests.factories import create_request
@@ -273,3 +274,78 @@ def test_an_attempt_is_on_record_even_when_its_outcome_cannot_be_applied(
         attempts = tx.attempts(effect.key)
     assert effect.status == "review"  # parked: the answer was malformed
     assert [(a.attempt, a.outcome, a.detail) for a in attempts] == [(1, "ok", "tx sent")]
+
+
+class DiesEveryTime(LedgerAdapter):
+    """The call kills the runner's process (an out-of-memory kill, a native crash)."""
+
+    def perform(self, call: EffectCall) -> EffectResult:
+        raise SystemExit("killed")
+
+
+def test_an_effect_that_keeps_killing_its_runner_is_parked_then_retried_by_a_person(
+    engine: Engine, clock: ManualClock, ledger: LedgerAdapter
+) -> None:
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    deadly = EffectRunner(engine, {"evm.deliver": DiesEveryTime(ledger.path)}, lease_ms=1_000)
+    for _ in range(3):  # three runners die on it in a row
+        with pytest.raises(SystemExit):
+            deadly.run_once()
+        clock.advance(2)
+    assert deadly.run_once() == 1  # the fourth claim parks it instead of calling again
+    with engine.store.transaction() as tx:
+        (effect,) = tx.effects(sid)
+    assert effect.status == "review"
+    assert "without an attempt finishing" in (effect.last_error or "")
+
+    engine.retry_effect(effect.key, reason="adapter fixed", actor="ops")
+    drain(EffectRunner(engine, adapters(ledger)))  # a fresh share of attempts
+    assert engine.get(sid).status == "completed"
+    assert [effect for _, effect, _ in ledger.transfers()] == ["evm.deliver", "evm.settle"]
+
+
+def test_a_store_error_on_one_effect_does_not_hold_up_the_others(
+    engine: Engine, ledger: LedgerAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck = engine.create_session(create_request()).session_id
+    engine.send(stuck, "payment_detected", PAYMENT)
+    healthy = engine.create_session(create_request()).session_id
+    engine.send(healthy, "payment_detected", PAYMENT)
+    finish = EffectRunner._finish
+
+    def refused_for_one(runner: EffectRunner, effect: EffectRecord, result: Any) -> None:
+        if effect.session_id == stuck:
+            raise StoreError("the store refused this effect's row")
+        finish(runner, effect, result)
+
+    monkeypatch.setattr(EffectRunner, "_finish", refused_for_one)
+    drain(EffectRunner(engine, adapters(ledger)))
+    assert engine.get(healthy).status == "completed"
+    with engine.store.transaction() as tx:
+        (effect,) = tx.effects(stuck)
+    assert effect.status == "pending"  # handed back, to be looked at again later
+    assert "store error" in (effect.last_error or "")
+
+
+class AnswersWithANul(LedgerAdapter):
+    def perform(self, call: EffectCall) -> EffectResult:
+        done = super().perform(call)
+        return EffectResult("ok", done.payload, detail="node says: \x00 ok")
+
+
+def test_an_adapter_detail_with_a_nul_character_is_kept_on_every_store(
+    engine: Engine, ledger: LedgerAdapter, tmp_path: Path
+) -> None:
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    drain(
+        EffectRunner(
+            engine, {**adapters(ledger), "evm.deliver": AnswersWithANul(tmp_path / "nul.db")}
+        )
+    )
+    assert engine.get(sid).status == "completed"
+    with engine.store.transaction() as tx:
+        (delivery, _) = tx.effects(sid)
+        (attempt,) = tx.attempts(delivery.key)
+    assert attempt.detail == "node says: \\0 ok"
