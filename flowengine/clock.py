@@ -34,5 +34,5 @@ class ManualClock:
 
     def advance(self, seconds: float = 0, *, ms: int = 0) -> int:
         with self._lock:
-            self._now += int(seconds * 1000) + ms
+            self._now += round(seconds * 1000) + ms
             return self._now
