@@ -1,7 +1,8 @@
 """The effect runner: perform outbox effects through their adapters, feed outcomes back.
 
 1. Claim runnable effects in a short transaction (status ``running``, a lease, one more
-   attempt). A worker that dies leaves the lease to expire; the next runner reclaims.
+   attempt). The lease is renewed while the adapter call runs; a worker that dies
+   leaves it to expire, and the next runner reclaims.
 2. Just before performing each one, check in a transaction that this runner still
    holds the claim (and extend its lease), and that the session still waits in the
    state that asked for the effect (same state, same entry). The session and the
@@ -34,7 +35,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from ..adapters.base import EffectAdapter, EffectCall, EffectResult
@@ -119,7 +121,8 @@ class EffectRunner:
             return
         call, may_perform = confirmed
         started = self.engine.clock.now_ms()
-        result = self._attempt(effect, call, may_perform)
+        with self._lease_kept(effect):
+            result = self._attempt(effect, call, may_perform)
         if result is None:  # the session moved on, and the adapter never saw the key
             self._cancel(effect, LEFT_STATE)
             return
@@ -174,6 +177,41 @@ class EffectRunner:
                 effect.params or {},
             )
             return call, not moved_on
+
+    @contextmanager
+    def _lease_kept(self, effect: EffectRecord) -> Iterator[None]:
+        """Renew the claim's lease every third of it while the adapter call runs, so a
+        slow call (a node taking its time) is not taken over and performed a second
+        time by another runner. A runner that dies stops renewing: its lease runs out
+        and the next runner asks ``status_of`` before acting."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.lease_ms / 3000):
+                try:
+                    if not self._extend_lease(effect):
+                        return
+                except StoreError as exc:  # try again at the next beat
+                    log.warning("effect %s: could not renew its lease: %s", effect.key, exc)
+
+        beat = threading.Thread(target=renew, name=f"lease {effect.key}", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
+
+    def _extend_lease(self, effect: EffectRecord) -> bool:
+        with self.engine.store.transaction() as tx:
+            tx.get_session(effect.session_id, for_update=True)
+            current = tx.get_effect(effect.key, for_update=True)
+            if not self._still_mine(current, effect):
+                return False
+            assert current is not None
+            lease_until = self.engine.clock.now_ms() + self.lease_ms
+            tx.update_effect(replace(current, lease_until=lease_until))
+            return True
 
     def _still_mine(self, current: EffectRecord | None, claimed: EffectRecord) -> bool:
         return (

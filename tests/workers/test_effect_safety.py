@@ -6,6 +6,8 @@ that had moved on, or had its outcome lost.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 
 from flowengine.adapters.base import EffectCall, EffectResult
 from flowengine.adapters.ledger import LedgerAdapter
-from flowengine.clock import ManualClock
+from flowengine.clock import ManualClock, SystemClock
 from flowengine.engine import Engine
 from flowengine.errors import FlowEngineError, StoreError
 from flowengine.flows import FlowRegistry
@@ -349,3 +351,40 @@ def test_an_adapter_detail_with_a_nul_character_is_kept_on_every_store(
         (delivery, _) = tx.effects(sid)
         (attempt,) = tx.attempts(delivery.key)
     assert attempt.detail == "node says: \\0 ok"
+
+
+class SlowNode:
+    """A transfer that takes longer than a runner's lease to come back."""
+
+    def __init__(self, ledger: LedgerAdapter, seconds: float) -> None:
+        self.ledger, self.seconds = ledger, seconds
+        self.calls: list[str] = []
+
+    def perform(self, call: EffectCall) -> EffectResult:
+        self.calls.append("perform")
+        time.sleep(self.seconds)
+        return self.ledger.perform(call)
+
+    def status_of(self, key: str) -> EffectResult | None:
+        self.calls.append("status_of")
+        return self.ledger.status_of(key)
+
+
+def test_a_slow_call_keeps_its_lease_so_no_other_runner_takes_it_over(
+    store_url: str, ledger: LedgerAdapter
+) -> None:
+    # Real time here: the lease is renewed every third of it while the call runs.
+    engine = Engine(FlowRegistry.from_directory(FLOWS), store_url, SystemClock())
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    node = SlowNode(ledger, seconds=2.5)
+    slow = EffectRunner(engine, {"evm.deliver": node}, worker_id="slow", lease_ms=900)
+    other = EffectRunner(engine, {"evm.deliver": node}, worker_id="other", lease_ms=900)
+    working = threading.Thread(target=slow.run_once)
+    working.start()
+    while working.is_alive():
+        other.run_once()  # would take the effect over once the lease ran out
+        time.sleep(0.05)
+    working.join()
+    assert node.calls == ["perform"]
+    assert engine.get(sid).status == "delivered"
