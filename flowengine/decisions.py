@@ -110,12 +110,12 @@ class Decisions:
         of the session parked for review are settled by the decision: they are marked
         ``cancelled`` (with the actor and reason), in the same transaction.
 
-        Refused, writing nothing, while an effect of the session is being performed (a
-        runner holds it, or held it and its lease has not been taken over yet): its
-        outcome is not known, and deciding, say, that a delivery failed while it may
-        have gone through would refund money that was also delivered. Once a runner has
-        asked the adapter, the outcome is in the log (or the effect parked) and the
-        decision can be made on facts.
+        Refused, writing nothing, while an effect of the session is under way (a runner
+        holds it, or it answered ``pending``/``unknown`` and waits for another look):
+        its outcome is not known, and deciding, say, that a delivery failed while it may
+        have gone through would refund money that was also delivered. Once the outcome
+        is in, or the looks have run out (the flow then moves the session, by default to
+        review, and parks the effect), the decision is made on facts.
         """
         _require_audit(reason, actor)
         item = EventInput(
@@ -128,12 +128,14 @@ class Decisions:
         with self.store.transaction() as tx:
             tx.get_session(session_id, for_update=True)  # no runner starts one meanwhile
             for effect in tx.effects(session_id):
-                if effect.status == "running":
+                if effect.status == "running" or (
+                    effect.status == "pending" and effect.attempts > 0
+                ):
                     raise FlowEngineError(
-                        f"session {session_id}: effect {effect.key} is being performed "
-                        f"(attempt {effect.attempts}, by {effect.claimed_by}); its outcome "
-                        "is not known yet. Wait for the runner (or for another to take it "
-                        "over and ask the adapter), then decide"
+                        f"session {session_id}: effect {effect.key} is under way (attempt "
+                        f"{effect.attempts}, {effect.status}); its outcome is not known yet. "
+                        "Wait for the runner's answer, or for its looks to run out (the "
+                        "session then goes to review), then decide"
                     )
             result = self.apply(tx, item)
             for parked in tx.effects(session_id):

@@ -562,7 +562,12 @@ def _checked(item: EventInput) -> EventInput:
     :mod:`flowengine.jsonvalue`), or its units are not base units."""
     payload, payload_errors = plain(item.payload, "payload")
     meta, meta_errors = plain(item.meta, "meta")
-    names = {"event": item.event, "event_id": item.event_id, "external_ref": item.external_ref}
+    names = {
+        "session_id": item.session_id,
+        "event": item.event,
+        "event_id": item.event_id,
+        "external_ref": item.external_ref,
+    }
     _, name_errors = plain(names, "")
     if payload_errors or meta_errors or name_errors:
         named = [replace(e, param=e.param.lstrip(".")) for e in name_errors]

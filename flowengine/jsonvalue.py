@@ -19,8 +19,22 @@ from typing import Any
 
 from .errors import FieldError
 
-_NUL = "contains a NUL character (\\u0000), which PostgreSQL cannot store in text or jsonb"
+_NUL = "contains a NUL character (\\u0000) or a lone surrogate, which PostgreSQL cannot store"
 _HINT = "send integers (amounts in base units), strings, booleans, null, lists and objects"
+
+
+def storable_text(text: str) -> bool:
+    """Text every store keeps as given: no NUL character (PostgreSQL refuses it in text
+    and jsonb) and valid UTF-8 (a lone surrogate cannot be encoded for a SQL store)."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def plain(value: Any, param: str) -> tuple[Any, list[FieldError]]:
@@ -34,7 +48,7 @@ def plain(value: Any, param: str) -> tuple[Any, list[FieldError]]:
 def _walk(value: Any, path: str, errors: list[FieldError]) -> Any:
     kind = type(value)
     if kind is str:
-        if "\x00" in value:
+        if not storable_text(value):
             errors.append(FieldError(path, "not_json", _NUL))
         return value
     if kind is int or kind is bool or value is None:
@@ -51,7 +65,7 @@ def _walk(value: Any, path: str, errors: list[FieldError]) -> Any:
                     FieldError(path, "not_json", f"key {key!r} is not a string; JSON keys are")
                 )
                 pairs[key] = item
-            elif "\x00" in key:
+            elif not storable_text(key):
                 errors.append(FieldError(path, "not_json", f"key {key!r}: {_NUL}"))
                 pairs[key] = item
             else:

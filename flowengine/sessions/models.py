@@ -44,6 +44,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ..errors import FieldError, ValidationError
+from ..jsonvalue import storable_text
 from .addresses import checksum_address, is_zero_address
 from .amounts import canonical_amount, parse_amount, to_base_units
 from .catalog import Catalog, Token
@@ -434,9 +435,10 @@ def parse_create_request(data: Any, catalog: Catalog | None = None) -> CreateSes
         catalog = Catalog.default()
     if not isinstance(data, Mapping):
         raise ValidationError([FieldError("", "invalid_body", "the body must be a JSON object")])
+    unstorable = "must not contain a NUL character (\\u0000) or a lone surrogate"
     with_nul = [
-        FieldError(param, "invalid_string", "must not contain a NUL character (\\u0000)")
-        for param in dict.fromkeys(_nul_fields(data, ""))
+        FieldError(param, "invalid_string", unstorable)
+        for param in dict.fromkeys(_unstorable_fields(data, ""))
     ]
     try:
         request = CreateSessionRequest.model_validate(dict(data), context={"catalog": catalog})
@@ -455,21 +457,22 @@ def parse_create_request(data: Any, catalog: Catalog | None = None) -> CreateSes
     raise ValidationError(errors)
 
 
-def _nul_fields(value: Any, path: str) -> Iterator[str]:
-    """Where the body holds a NUL character: PostgreSQL cannot store one in text or
-    jsonb, so a session SQLite would keep would fail there (refused on every store)."""
+def _unstorable_fields(value: Any, path: str) -> Iterator[str]:
+    """Where the body holds text a store could not keep as given (see
+    :func:`~flowengine.jsonvalue.storable_text`): refused on every store, so a session
+    SQLite would keep does not fail on PostgreSQL."""
     if isinstance(value, str):
-        if "\x00" in value:
+        if not storable_text(value):
             yield path
     elif isinstance(value, Mapping):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and "\x00" in key:
+            if isinstance(key, str) and not storable_text(key):
                 yield where
-            yield from _nul_fields(item, where)
+            yield from _unstorable_fields(item, where)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _nul_fields(item, f"{path}[{index}]")
+            yield from _unstorable_fields(item, f"{path}[{index}]")
 
 
 def _refund_address_required() -> PydanticCustomError:

@@ -14,12 +14,14 @@
 3. Outside any transaction, call the adapter. When an earlier attempt may have run
    (this is not the first attempt), ask ``status_of(key)`` first and perform only when
    the adapter has never seen the key: that is what makes delivery at most once.
-4. Record the attempt (its own transaction: what the adapter answered stays on record
-   even if the outcome cannot be applied). Then, in one transaction, apply the outcome
-   event (``<effect>.done`` for ``ok``, ``<effect>.failed``) with an event id derived
-   from the key (so a duplicate feed is a no-op), and close the outbox row. An outcome
-   the session's state no longer accepts is still logged, counted and reported for
-   review: money that moved never disappears.
+4. Record the attempt: a ``started`` row as the call begins (in the step-2
+   transaction), its answer when it returns (its own transaction: what the adapter
+   answered stays on record even if the outcome cannot be applied). Then, in one
+   transaction, apply the outcome event (``<effect>.done`` for ``ok``,
+   ``<effect>.failed``) with an event id derived from the key (so a duplicate feed is
+   a no-op), and close the outbox row. An outcome the session's state no longer
+   accepts is still logged, counted and reported for review: money that moved never
+   disappears.
 5. ``pending`` and ``unknown`` are not answers: the runner asks ``status_of`` again on
    the state's ``poll:`` schedule (default: exponential backoff, capped, 20 looks).
    When the schedule runs out it sends ``<effect>.pending`` / ``<effect>.unknown``:
@@ -49,6 +51,8 @@ log = logging.getLogger("flowengine.workers.effects")
 
 OUTCOME_EVENTS = {"ok": "done", "failed": "failed"}
 LEFT_STATE = "the session left the state that requested it"
+STARTED = "started"
+"""The outcome of an attempt row written as its call to the adapter starts."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,10 @@ class RetryPolicy:
     cap_ms: int = 300_000
     max_looks: int = 20
     max_unfinished: int = 3
-    """Claims in a row that ended with no attempt on record (the runner died during the
-    call, the store failed) before the effect is parked for a person: a call that
-    kills its process must not be retried for ever, holding up the rest."""
+    """Calls in a row to an effect's adapter that never came back (the runner died
+    during the call) before the effect is parked for a person: a call that kills its
+    process must not be retried for ever, holding up the rest. A claim taken over
+    before its call started does not count."""
 
     def delay_ms(self, attempt: int) -> int:
         return int(min(self.cap_ms, self.base_ms * 2 ** max(0, attempt - 1)))
@@ -145,21 +150,19 @@ class EffectRunner:
             if not self._still_mine(current, effect):
                 return None
             assert current is not None
-            recorded = max((a.attempt for a in tx.attempts(effect.key)), default=0)
-            unfinished = effect.attempts - 1 - recorded
-            if unfinished >= self.retry.max_unfinished:
+            cut_short = _calls_cut_short(tx.attempts(effect.key))
+            if cut_short >= self.retry.max_unfinished:
                 reason = (
-                    f"claimed {unfinished} times in a row without an attempt finishing (a "
-                    "runner dying during the call?); look into it, then `flowengine "
-                    "effects retry`"
+                    f"{cut_short} calls in a row to its adapter never came back (a runner "
+                    "dying during the call?); look into it, then `flowengine effects retry`"
                 )
                 tx.update_effect(
                     replace(current, status="review", lease_until=None, last_error=reason)
                 )
                 return None
             moved_on = record is None or (record.state, record.entered_seq) != (
-                effect.state,
-                effect.seq,
+                current.state,
+                current.seq,
             )
             if moved_on and (record is None or effect.attempts == 1):
                 tx.update_effect(
@@ -168,6 +171,9 @@ class EffectRunner:
                 return None
             assert record is not None
             tx.update_effect(replace(current, lease_until=now + self.lease_ms))
+            # The call is about to start: on record, so a call that never comes back
+            # (its runner died) is told apart from a claim that was merely taken over.
+            tx.record_attempt(EffectAttempt(effect.key, effect.attempts, now, now, STARTED))
             call = EffectCall(
                 effect.key,
                 effect.effect,
@@ -340,15 +346,20 @@ class EffectRunner:
         """Give the claim back, to be looked at again after a back-off (the runner asks
         ``status_of`` first next time); parked once the looks run out."""
         now = self.engine.clock.now_ms()
-        wait = self.retry.next_look(effect.attempts, None)
-        if wait is None:
-            self._park(effect, reason)
-            return
         with self.engine.store.transaction() as tx:
             tx.get_session(effect.session_id, for_update=True)
             current = tx.get_effect(effect.key, for_update=True)
             if self._still_mine(current, effect):
                 assert current is not None
+                wait = self.retry.next_look(effect.attempts, self._schedule(tx, effect))
+                if wait is None:
+                    reason = f"{reason} (and no looks left)"
+                    tx.update_effect(
+                        replace(
+                            current, status="review", lease_until=None, last_error=_text(reason)
+                        )
+                    )
+                    return
                 retry = replace(
                     current,
                     status="pending",
@@ -358,6 +369,14 @@ class EffectRunner:
                     last_error=_text(reason),
                 )
                 tx.update_effect(retry)
+
+
+def _calls_cut_short(attempts: list[EffectAttempt]) -> int:
+    """Calls to the adapter, latest first, that started and never came back: attempt
+    numbers with a ``started`` row after the last one with an answer (a person's retry
+    counts as one)."""
+    answered = max((a.attempt for a in attempts if a.outcome != STARTED), default=0)
+    return len({a.attempt for a in attempts if a.outcome == STARTED and a.attempt > answered})
 
 
 def _text(value: str) -> str:

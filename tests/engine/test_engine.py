@@ -253,6 +253,7 @@ def test_a_malformed_amount_is_refused_without_stopping_the_batch(engine: Engine
         (PAYMENT, {"seen": {"a", "b"}}, "meta.seen"),
         # PostgreSQL refuses a NUL character in text and jsonb; SQLite and memory keep it.
         ({**PAYMENT, "memo": "a\x00b"}, {}, "payload.memo"),
+        ({**PAYMENT, "memo": "\ud800"}, {}, "payload.memo"),  # a lone surrogate
         (PAYMENT, {"note\x00": 1}, "meta"),
     ],
 )
@@ -284,6 +285,19 @@ def test_a_nul_character_in_an_event_id_or_a_create_request_is_refused(
         ("metadata.orderId", "invalid_string")
     ]
     assert len(engine.history(sid)) == 1
+
+
+def test_a_nul_character_in_a_session_id_refuses_only_that_event(engine: Engine) -> None:
+    sid = engine.create_session(create_request()).session_id
+    results = engine.send_many(
+        [
+            EventInput("s\x00", "payment_detected", PAYMENT),
+            EventInput(sid, "payment_detected", PAYMENT),
+        ]
+    )
+    assert isinstance(results[0], ValidationError)
+    assert [e.param for e in results[0].errors] == ["session_id"]
+    assert engine.get(sid).status == "paid"  # the rest of the group commit went through
 
 
 def test_a_create_that_rolled_back_does_not_stop_the_flow_version_being_saved(

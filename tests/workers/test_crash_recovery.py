@@ -84,5 +84,6 @@ def test_a_killed_runner_is_recovered_with_the_effect_performed_once(
     assert [effect for _, effect, _ in ledger.transfers()] == ["evm.deliver", "evm.settle"]
     with engine.store.transaction() as tx:
         attempts = [a.outcome for a in tx.attempts(claimed.key)]
-    assert attempts == ["ok"]  # the dead attempt left no row; the recovery recorded one
+    # The dead call left its start on record and no answer; the recovery, both.
+    assert attempts == ["started", "started", "ok"]
     engine.store.close()

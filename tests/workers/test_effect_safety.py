@@ -198,7 +198,7 @@ def test_money_moved_by_an_earlier_attempt_is_counted_after_the_session_moved_on
         outcomes = [a.outcome for a in tx.attempts(effect.key)]
         assert tx.webhooks(sid)[-1].type == "session.requires_review"
     assert effect.status == "done"
-    assert outcomes == ["pending", "ok"]
+    assert outcomes == ["started", "pending", "started", "ok"]
 
 
 def test_an_effect_never_performed_is_cancelled_once_its_session_moved_on(
@@ -249,7 +249,7 @@ def test_an_override_waits_for_an_effect_in_flight(
     engine.send(sid, "payment_detected", PAYMENT)
     with pytest.raises(SystemExit):
         EffectRunner(engine, {"evm.deliver": PaysThenDies(ledger)}).run_once()
-    with pytest.raises(FlowEngineError, match="being performed"):
+    with pytest.raises(FlowEngineError, match="under way"):
         engine.override(sid, "evm.deliver.failed", reason="looks stuck", actor="ops")
     assert engine.get(sid).state == "paid"  # nothing written
     clock.advance(61)  # the dead runner's lease runs out; another takes over and asks
@@ -275,7 +275,10 @@ def test_an_attempt_is_on_record_even_when_its_outcome_cannot_be_applied(
         (effect,) = tx.effects(sid)
         attempts = tx.attempts(effect.key)
     assert effect.status == "review"  # parked: the answer was malformed
-    assert [(a.attempt, a.outcome, a.detail) for a in attempts] == [(1, "ok", "tx sent")]
+    assert [(a.attempt, a.outcome, a.detail) for a in attempts] == [
+        (1, "started", ""),
+        (1, "ok", "tx sent"),
+    ]
 
 
 class DiesEveryTime(LedgerAdapter):
@@ -299,7 +302,7 @@ def test_an_effect_that_keeps_killing_its_runner_is_parked_then_retried_by_a_per
     with engine.store.transaction() as tx:
         (effect,) = tx.effects(sid)
     assert effect.status == "review"
-    assert "without an attempt finishing" in (effect.last_error or "")
+    assert "never came back" in (effect.last_error or "")
 
     engine.retry_effect(effect.key, reason="adapter fixed", actor="ops")
     drain(EffectRunner(engine, adapters(ledger)))  # a fresh share of attempts
@@ -349,8 +352,8 @@ def test_an_adapter_detail_with_a_nul_character_is_kept_on_every_store(
     assert engine.get(sid).status == "completed"
     with engine.store.transaction() as tx:
         (delivery, _) = tx.effects(sid)
-        (attempt,) = tx.attempts(delivery.key)
-    assert attempt.detail == "node says: \\0 ok"
+        (_, answer) = tx.attempts(delivery.key)
+    assert answer.detail == "node says: \\0 ok"
 
 
 class SlowNode:
@@ -388,3 +391,34 @@ def test_a_slow_call_keeps_its_lease_so_no_other_runner_takes_it_over(
     working.join()
     assert node.calls == ["perform"]
     assert engine.get(sid).status == "delivered"
+
+
+def test_claims_taken_over_before_their_call_started_are_not_crashes(
+    engine: Engine, clock: ManualClock, ledger: LedgerAdapter
+) -> None:
+    # A busy runner's batch tail can be taken over again and again (its lease ran out
+    # while it worked on the head): none of those claims ever called the adapter, so
+    # the effect must still be performed, not parked as a crash loop.
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    for runner in ("busy-1", "busy-2", "busy-3", "busy-4"):
+        with engine.store.transaction() as tx:
+            assert len(tx.claim_effects(clock.now_ms(), 5, runner, 1_000)) == 1
+        clock.advance(2)
+    drain(EffectRunner(engine, adapters(ledger)))
+    assert engine.get(sid).status == "completed"
+
+
+def test_an_override_waits_for_a_pending_answer_to_be_settled(
+    engine: Engine, clock: ManualClock, ledger: LedgerAdapter
+) -> None:
+    # The chain said "pending": the transfer may yet go through, so "delivery failed"
+    # cannot be decided now (a refund would pay the money out twice).
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    EffectRunner(engine, {"evm.deliver": BroadcastsThenConfirms(ledger)}).run_once()
+    with pytest.raises(FlowEngineError, match="under way"):
+        engine.override(sid, "evm.deliver.failed", reason="chain looks stuck", actor="ops")
+    clock.advance(2)
+    drain(EffectRunner(engine, adapters(ledger)))
+    assert engine.get(sid).status == "completed"
