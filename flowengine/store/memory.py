@@ -42,10 +42,14 @@ class MemoryStore:
         self.attempt_rows: dict[str, list[EffectAttempt]] = defaultdict(list)
         self.timer_rows: dict[int, TimerRecord] = {}
         self.timer_heap: list[tuple[int, int]] = []
-        # (when runnable, tiebreak, key): entries are checked against the row when they
-        # come up, so a stale one (the row changed since) is just dropped.
-        self.effect_heap: list[tuple[int, int, str]] = []
-        self.effect_seq = 0
+        # Claimed in the SQL stores' order: available_at, then insertion (their id).
+        # ``effect_ready``: (available_at, insertion, key) of pending rows, and of running
+        # rows whose lease ran out; ``effect_leases``: (lease_until, insertion, key) of
+        # running rows, moved to ``effect_ready`` when the lease runs out. Entries are
+        # checked against the row when they come up: a stale one is just dropped.
+        self.effect_ready: list[tuple[int, int, str]] = []
+        self.effect_leases: list[tuple[int, int, str]] = []
+        self.effect_order: dict[str, int] = {}
         self.webhook_rows: dict[str, list[WebhookRecord]] = defaultdict(list)
         self.flow_versions: dict[str, FlowVersionRecord] = {}
         self._next_id = 1
@@ -156,6 +160,7 @@ class MemoryTransaction:
         if effect.key in self.s.effect_rows:
             raise StoreConflict(f"effect {effect.key} exists")
         self.s.effect_rows[effect.key] = effect
+        self.s.effect_order[effect.key] = self.s.next_id()
         self._schedule_effect(effect)
         keys = self.s.effect_keys[effect.session_id]
         keys.append(effect.key)
@@ -182,14 +187,20 @@ class MemoryTransaction:
 
     # workers
     def claim_effects(self, now: int, limit: int, worker: str, lease_ms: int) -> list[EffectRecord]:
-        heap = self.s.effect_heap
+        ready, leases, rows = self.s.effect_ready, self.s.effect_leases, self.s.effect_rows
+        while leases and leases[0][0] <= now:  # leases run out: claimable again
+            item = self._pop(leases)
+            record = rows.get(item[2])
+            if record is not None and record.status == "running" and record.lease_until == item[0]:
+                heapq.heappush(ready, (record.available_at, item[1], item[2]))
         claimed: list[EffectRecord] = []
-        while heap and heap[0][0] <= now and len(claimed) < limit:
-            item = heapq.heappop(heap)
-            self._undo.append(partial(heapq.heappush, heap, item))
-            record = self.s.effect_rows.get(item[2])
-            if record is None or _runnable_at(record) != item[0]:
+        seen: set[str] = set()
+        while ready and ready[0][0] <= now and len(claimed) < limit:
+            item = self._pop(ready)
+            record = rows.get(item[2])
+            if record is None or item[2] in seen or not _claimable(record, item[0], now):
                 continue  # stale: the row changed after this entry was pushed
+            seen.add(item[2])
             taken = replace(
                 record,
                 status="running",
@@ -201,12 +212,18 @@ class MemoryTransaction:
             claimed.append(taken)
         return claimed
 
+    def _pop(self, heap: list[tuple[int, int, str]]) -> tuple[int, int, str]:
+        item = heapq.heappop(heap)
+        self._undo.append(partial(heapq.heappush, heap, item))
+        return item
+
     def _schedule_effect(self, record: EffectRecord) -> None:
         """Index the row by when it becomes claimable (due, or its lease expires)."""
-        when = _runnable_at(record)
-        if when is not None:
-            self.s.effect_seq += 1
-            heapq.heappush(self.s.effect_heap, (when, self.s.effect_seq, record.key))
+        order = self.s.effect_order[record.key]
+        if record.status == "pending":
+            heapq.heappush(self.s.effect_ready, (record.available_at, order, record.key))
+        elif record.status == "running" and record.lease_until is not None:
+            heapq.heappush(self.s.effect_leases, (record.lease_until, order, record.key))
 
     def get_effect(self, key: str, *, for_update: bool = False) -> EffectRecord | None:
         return self.s.effect_rows.get(key)  # transactions run one at a time
@@ -291,10 +308,11 @@ class MemoryTransaction:
         return [event for sid in ids for event in self.s.log.get(sid, ())]
 
 
-def _runnable_at(record: EffectRecord) -> int | None:
-    """When an effect can be claimed: pending and due, or running with its lease over."""
+def _claimable(record: EffectRecord, available_at: int, now: int) -> bool:
+    """Whether a ready entry still describes the row: pending and due, or running with
+    its lease over (either way with the available_at the entry was pushed with)."""
+    if record.available_at != available_at or available_at > now:
+        return False
     if record.status == "pending":
-        return record.available_at
-    if record.status == "running" and record.lease_until is not None:
-        return record.lease_until
-    return None
+        return True
+    return record.status == "running" and (record.lease_until or 0) <= now

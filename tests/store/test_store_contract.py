@@ -363,6 +363,23 @@ def test_an_expired_lease_is_claimed_again(with_session: Store) -> None:
     assert again == replace(first, attempts=2, lease_until=200, claimed_by="w2")
 
 
+def test_expired_leases_and_due_rows_are_claimed_oldest_first_alike(
+    with_session: Store,
+) -> None:
+    # Every store takes claimable rows by available_at (then insertion), whether due
+    # or back from a lease that ran out: the oldest work first, in the same order.
+    with with_session.transaction() as tx:
+        tx.add_effect(effect("old", 10))
+        tx.claim_effects(now=10, limit=1, worker="w1", lease_ms=50)  # lease until 60
+        tx.add_effect(effect("new", 20))
+        tx.add_effect(effect("newer", 20))
+    with with_session.transaction() as tx:
+        taken = [r.key for r in tx.claim_effects(now=100, limit=2, worker="w2", lease_ms=50)]
+    assert taken == ["old", "new"]
+    with with_session.transaction() as tx:
+        assert [r.key for r in tx.claim_effects(100, 5, "w3", 50)] == ["newer"]
+
+
 def test_a_finished_effect_is_not_claimed(with_session: Store) -> None:
     with with_session.transaction() as tx:
         tx.add_effect(effect("done", 0))
