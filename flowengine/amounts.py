@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import FieldError, ValidationError
+from .sessions.amounts import MAX_UNITS
 
 KINDS = ("received", "delivered", "refunded")
 EFFECT_AMOUNTS = ("held", "due", "excess")
@@ -42,13 +43,13 @@ def movement(event: str, payload: Mapping[str, Any]) -> Movement | None:
     else:
         return None
     units = payload.get("units", 0)
-    if not isinstance(units, int) or isinstance(units, bool) or units < 0:
+    if not isinstance(units, int) or isinstance(units, bool) or not 0 <= units <= MAX_UNITS:
         raise ValidationError(
             [
                 FieldError(
                     "payload.units",
                     "invalid_units",
-                    f"'units' of {event} must be a non-negative integer in base units, "
+                    f"'units' of {event} must be an integer in base units from 0 to 2**256 - 1, "
                     f"not {units!r}",
                 )
             ]

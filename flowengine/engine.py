@@ -401,15 +401,17 @@ class Engine(Decisions):
         A late refund gives back exactly what this late event brought (its ``units``,
         fixed in the effect row now), never "whatever the session holds" when the
         refund runs: two late payments refunded at once, or a session a person settled
-        by hand, would otherwise pay out more than arrived. A late event with no units
-        to give back goes to review instead.
+        by hand, would otherwise pay out more than arrived. Only a payment is refunded:
+        a late event that brought no money (an outcome, a refund booked by hand) goes
+        to review instead. So does a late refund that did not go through: the payer's
+        money is still held, and a person must know.
         """
-        from_late_refund = str(item.meta.get("effect", "")).endswith(LATE_SUFFIX)
-        action = "ignore" if from_late_refund else flow.spec.late_action(item.event)
-        units = item.payload.get("units")
-        if action == "refund" and not (
-            isinstance(units, int) and not isinstance(units, bool) and units > 0
-        ):
+        if str(item.meta.get("effect", "")).endswith(LATE_SUFFIX):
+            action = "ignore" if item.event.endswith(".done") else "review"
+        else:
+            action = flow.spec.late_action(item.event)
+        moved = amounts.movement(item.event, item.payload)
+        if action == "refund" and (moved is None or moved.kind != "received" or not moved.units):
             action = "review"
         result = self._log_unapplied(
             tx,
@@ -421,9 +423,15 @@ class Engine(Decisions):
             meta={"late": action},
         )
         if action == "refund" and not result.duplicate:
-            assert isinstance(units, int)
+            assert moved is not None
             held = amounts.totals(result.record.data.get("amounts", {}))["held"]
-            refund = min(units, held)  # never more than the session holds
+            owed = sum(  # late refunds requested and not yet counted as refunded
+                int((effect.params or {}).get("units", 0))
+                for effect in tx.effects(record.session_id)
+                if effect.key.endswith(LATE_SUFFIX)
+                and effect.status in ("pending", "running", "review")
+            )
+            refund = min(moved.units, held - owed)  # never more than the session holds
             if refund <= 0:
                 return result
             now = self.clock.now_ms()

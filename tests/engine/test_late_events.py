@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from flowengine.adapters.base import EffectCall, EffectResult
 from flowengine.adapters.ledger import LedgerAdapter
 from flowengine.clock import ManualClock
-from flowengine.engine import Engine
+from flowengine.engine import Engine, EventInput
 from flowengine.errors import TransitionNotAllowed, ValidationError
 from flowengine.flows import FlowRegistry
 from flowengine.reconcile import reconcile
@@ -182,3 +183,82 @@ def test_an_early_event_with_bad_units_is_refused_not_deferred(
         engine.send(sid, "payment_detected", {"units": "25000000"})
     assert [e.event for e in engine.history(sid)] == ["session.created"]
     assert engine.send(sid, "select_amount").state == "amount_selected"
+
+
+class RefundBounces(LedgerAdapter):
+    """The payer's address refuses the transfer."""
+
+    def perform(self, call: EffectCall) -> EffectResult:
+        return EffectResult("failed", detail="execution reverted")
+
+
+def test_a_late_refund_that_fails_is_reported_not_ignored(
+    store_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    engine = engine_for("on_late: {payment_detected: refund}", store_url, clock)
+    sid = completed(engine)
+    engine.send(sid, "payment_detected", SECOND_PAY, external_ref="8453:0xcc:0")
+    runner = EffectRunner(engine, {"evm.refund": RefundBounces(tmp_path / "ledger.db")})
+    while runner.run_once():
+        pass
+    last = engine.history(sid)[-1]
+    assert (last.event, last.meta["late"]) == ("evm.refund.failed", "review")
+    assert engine.get(sid).amounts.held == "10.00"  # still the payer's, and a person knows
+    with engine.store.transaction() as tx:
+        assert tx.webhooks(sid)[-1].type == "session.requires_review"
+
+
+def test_only_a_late_payment_is_refunded_and_never_beyond_what_is_held(
+    store_url: str, clock: ManualClock
+) -> None:
+    # With every late event set to refund: a refund booked by hand after the session
+    # was settled is money that left, not money to give back; and a late payment's
+    # refund already requested is not counted as held a second time.
+    engine = engine_for("on_late: {default: refund}", store_url, clock)
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAY)
+    engine.send(sid, "evm.deliver.failed")
+    engine.send(sid, "evm.refund.failed")  # review
+    engine.override(sid, "resolve_bounced", reason="refunded 25 by hand", actor="ops")
+    engine.send(sid, "payment_detected", {"units": 7_000_000}, external_ref="late-7")
+    booked = engine.send(sid, "evm.refund.done", {"units": 25_000_000, "txHash": "0x" + "dd" * 32})
+    assert booked.event.meta["late"] == "review"
+    engine.send(sid, "payment_detected", {"units": 3_000_000}, external_ref="late-3")
+    with engine.store.transaction() as tx:
+        late = [e.params for e in tx.effects(sid) if e.key.endswith(":late")]
+    # Each late payment gets its own back, the hand refund nothing more: 35 received,
+    # 25 + 7 + 3 going back.
+    assert late == [{"units": 7_000_000}, {"units": 3_000_000}]
+
+
+def test_a_late_refund_requested_is_not_held_twice(store_url: str, clock: ManualClock) -> None:
+    # A late payment's refund is on its way; a person books a larger refund by hand
+    # meanwhile. What the session holds is then below what is already owed back, and
+    # the next late payment is not refunded out of money that is not there.
+    engine = engine_for("on_late: {payment_detected: refund}", store_url, clock)
+    sid = completed(engine)  # 25 received, 25 delivered
+    engine.send(sid, "payment_detected", {"units": 7_000_000}, external_ref="late-7")
+    engine.send(sid, "evm.refund.done", {"units": 5_000_000}, event_id="by-hand")
+    engine.send(sid, "payment_detected", {"units": 3_000_000}, external_ref="late-3")
+    with engine.store.transaction() as tx:
+        late = [e.params for e in tx.effects(sid) if e.key.endswith(":late")]
+    # Held 35 - 25 - 5 = 5, with 7 already owed: nothing more goes out.
+    assert late == [{"units": 7_000_000}]
+
+
+def test_units_beyond_uint256_are_refused_and_the_rest_of_a_group_commits(
+    store_url: str, clock: ManualClock
+) -> None:
+    engine = engine_for("", store_url, clock)
+    first = engine.create_session(create_request()).session_id
+    second = engine.create_session(create_request()).session_id
+    results = engine.send_many(
+        [
+            EventInput(first, "payment_detected", {"units": 2**256}),
+            EventInput(second, "payment_detected", PAY),
+        ]
+    )
+    assert isinstance(results[0], ValidationError)
+    assert results[0].errors[0].param == "payload.units"
+    assert engine.get(second).status == "paid"
+    assert engine.get(first).status == "created"
