@@ -362,30 +362,35 @@ class Engine(Decisions):
         )
 
     def _reoffer_deferred(self, tx: Transaction, record: SessionRecord) -> SessionRecord:
-        """Offer each deferred event once, oldest first, now that the state has changed;
-        those the new state cannot take either keep waiting."""
+        """Offer each deferred event, oldest first, now that the state has changed; again
+        while a pass takes any (one taken may open the way for one offered before it);
+        those no state takes keep waiting."""
         waiting = list(record.data.get(DEFERRED, []))
         tx.update_session(replace(record, data={**record.data, DEFERRED: []}))
-        still: list[Any] = []
-        for entry in waiting:
-            item = EventInput(
-                record.session_id,
-                entry["event"],
-                entry["payload"],
-                event_id=f"{entry['event_id'] or 'deferred'}:{entry['seq']}:applied",
-                meta={"deferred_from": entry["seq"], "external_ref": entry["external_ref"]},
-            )
-            try:
-                self.apply(tx, item, reoffer=True)
-            except TransitionNotAllowed:
-                still.append(entry)
-            except FlowEngineError as exc:
-                # Writes of this transaction are queued already: failing the whole
-                # transaction is right, reporting just the event as refused is not.
-                raise FlowEngineError(
-                    f"session {record.session_id}: re-offering deferred event "
-                    f"'{entry['event']}' (#{entry['seq']}) failed: {exc}"
-                ) from exc
+        while True:
+            still: list[Any] = []
+            for entry in waiting:
+                item = EventInput(
+                    record.session_id,
+                    entry["event"],
+                    entry["payload"],
+                    event_id=f"{entry['event_id'] or 'deferred'}:{entry['seq']}:applied",
+                    meta={"deferred_from": entry["seq"], "external_ref": entry["external_ref"]},
+                )
+                try:
+                    self.apply(tx, item, reoffer=True)
+                except TransitionNotAllowed:
+                    still.append(entry)
+                except FlowEngineError as exc:
+                    # Writes of this transaction are queued already: failing the whole
+                    # transaction is right, reporting just the event as refused is not.
+                    raise FlowEngineError(
+                        f"session {record.session_id}: re-offering deferred event "
+                        f"'{entry['event']}' (#{entry['seq']}) failed: {exc}"
+                    ) from exc
+            if not still or len(still) == len(waiting):
+                break
+            waiting = still
         latest = tx.get_session(record.session_id, for_update=True)
         assert latest is not None
         if still:

@@ -20,6 +20,7 @@ from typing import Any
 from .errors import FieldError
 
 _NUL = "contains a NUL character (\\u0000) or a lone surrogate, which PostgreSQL cannot store"
+_EXACT_FLOAT_LIMIT = 2.0**53
 _HINT = "send integers (amounts in base units), strings, booleans, null, lists and objects"
 
 
@@ -56,6 +57,16 @@ def _walk(value: Any, path: str, errors: list[FieldError]) -> Any:
     if kind is float:
         if not math.isfinite(value):
             errors.append(FieldError(path, "not_json", f"{value!r} is not a JSON number"))
+        elif abs(value) >= _EXACT_FLOAT_LIMIT:
+            # PostgreSQL's jsonb keeps 1e23 as the exact number and gives it back as an
+            # integer, not equal to the float: a retried send would then conflict.
+            errors.append(
+                FieldError(
+                    path,
+                    "not_json",
+                    f"{value!r} is too large for a float to be exact; send an integer",
+                )
+            )
         return value
     if isinstance(value, Mapping):
         pairs = {}

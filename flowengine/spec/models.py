@@ -26,7 +26,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from fractions import Fraction
 from functools import cached_property
 from typing import Annotated, Literal
 
@@ -223,7 +223,9 @@ class VarianceSpec(_Strict):
     def allowance(self, expected_units: int) -> int:
         """The tolerance in base units for an amount of ``expected_units`` (rounded down)."""
         if self.tolerance.endswith("%"):
-            return int(Decimal(self.tolerance[:-1]) * expected_units / 100)
+            # Exact: Decimal arithmetic rounds at 28 digits, and token amounts have up
+            # to 78 (a payment a base unit short could pass).
+            return int(Fraction(self.tolerance[:-1]) * expected_units / 100)
         return int(self.tolerance)
 
 

@@ -262,3 +262,18 @@ def test_units_beyond_uint256_are_refused_and_the_rest_of_a_group_commits(
     assert results[0].errors[0].param == "payload.units"
     assert engine.get(second).status == "paid"
     assert engine.get(first).status == "created"
+
+
+def test_deferred_events_are_offered_again_while_one_of_them_moves_the_session(
+    store_url: str, clock: ManualClock
+) -> None:
+    # The delivery's outcome arrives even before the payment (a fast chain watcher):
+    # once the amount is chosen the payment is taken, and then the outcome, though it
+    # was offered (and could not be taken) before the payment in the same round.
+    engine = engine_for("defer: [evm.deliver.done, payment_detected]", store_url, clock)
+    sid = engine.create_session(create_request(amount=None)).session_id
+    engine.send(sid, "evm.deliver.done", PAY, event_id="early-deliver")
+    engine.send(sid, "payment_detected", PAY, event_id="early-pay")
+    assert engine.send(sid, "select_amount").state == "delivered"
+    assert engine.record(sid).data.get("deferred") == []
+    assert engine.get(sid).amounts.delivered == "25.00"
