@@ -286,7 +286,7 @@ class Engine(Decisions):
         # A newer version that takes this session over gets the event in its target
         # state; the move is written only once the event is taken (or deferred).
         current = self.flows.find(record.flow_name)
-        target = migration_target(record, flow, current)
+        target = migration_target(tx, record, flow, current)
         if target is not None:
             assert current is not None
             flow, state = current, target

@@ -21,11 +21,18 @@ MIGRATED_EVENT = "flow.migrated"
 
 
 def migration_target(
-    record: SessionRecord, flow: CompiledFlow, current: CompiledFlow | None
+    tx: Transaction, record: SessionRecord, flow: CompiledFlow, current: CompiledFlow | None
 ) -> str | None:
     """The state of ``current`` (the flow's current version) this session moves to now,
     or None when it stays on its own version: ``current``'s ``upgrade.migrate`` must
-    cover the session's version and map its state, and neither side may be final."""
+    cover the session's version and map its state, and neither side may be final.
+
+    ``from: "*"`` covers only versions *older* than ``current``: during a rolling
+    deploy or a rollback, processes running different versions share one store, and
+    one still on the older version must not move sessions back to it (they would then
+    bounce between the two). Older means stored first; a version the store has not
+    seen yet is newer than every stored one.
+    """
     if current is None or current.spec.content_hash == record.flow_hash:
         return None
     upgrade = current.spec.upgrade
@@ -34,7 +41,19 @@ def migration_target(
     target = upgrade.migrate.get(record.state)
     if target is None or flow.is_final(record.state) or current.is_final(target):
         return None
+    if record.flow_version not in upgrade.versions and not _stored_before(
+        tx, record.flow_hash, current.spec.content_hash
+    ):
+        return None
     return target
+
+
+def _stored_before(tx: Transaction, theirs: str, ours: str) -> bool:
+    mine = tx.get_flow_version(ours)
+    if mine is None:
+        return True
+    other = tx.get_flow_version(theirs)
+    return other is not None and other.created_at < mine.created_at
 
 
 def migrate(
@@ -69,7 +88,7 @@ def migrate(
         EventRecord(
             session_id=record.session_id,
             seq=seq,
-            event_id=f"migrate:{record.flow_hash[:16]}:{current.spec.content_hash[:16]}",
+            event_id=f"migrate:{record.flow_hash[:16]}:{current.spec.content_hash[:16]}:{seq}",
             event=MIGRATED_EVENT,
             source=record.state,
             target=target,

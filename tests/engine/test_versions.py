@@ -138,6 +138,33 @@ def test_a_changed_file_under_an_unchanged_version_is_refused(
         FlowRegistry([load_flow("a.yaml", text=V1), load_flow("b.yaml", text=edited)])
 
 
+def test_a_process_still_on_an_older_version_does_not_move_sessions_back(
+    store_url: str, clock: ManualClock
+) -> None:
+    # A rolling deploy (or a rollback): processes on v2 and v3 share the store, both
+    # saying upgrade from "*". Only older versions are taken over, so a v3 session
+    # stays on v3 whichever process handles its next event.
+    if store_url.startswith("memory"):
+        pytest.skip("two engines share a store only on SQL backends")
+    every = (
+        "\nupgrade:\n  from: '*'\n"
+        "  migrate: {created: created, amount_selected: amount_selected, paid: paid}\n"
+    )
+    v3 = V1.replace("version: 1\n", "version: 3\n", 1).replace(
+        "label: Waiting for the payer", "label: Waiting for you"
+    )
+    on_v2 = engine_with(V1.replace("version: 1\n", "version: 2\n", 1) + every, store_url, clock)
+    on_v3 = engine_with(v3 + every, store_url, clock)
+    sid = on_v2.create_session(create_request(amount=None)).session_id
+    on_v3.send(sid, "select_amount")  # v2 -> v3: older, taken over
+    assert on_v3.record(sid).flow_version == "3"
+    on_v2.send(sid, "payment_detected", PAYMENT)  # not moved back to v2
+    assert on_v2.record(sid).flow_version == "3"
+    assert on_v3.send(sid, "evm.deliver.done", DELIVERED).state == "delivered"
+    migrations = [e for e in on_v3.history(sid) if e.event == "flow.migrated"]
+    assert len(migrations) == 1
+
+
 SENDER = textwrap.dedent(
     """
     import sys
