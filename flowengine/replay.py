@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import amounts
 from .clock import SystemClock
 from .compiler import CompiledFlow, EffectRequest, compile_flow
 from .errors import FlowEngineError, Problem, TransitionNotAllowed
@@ -121,10 +122,21 @@ def _replay_one(
     flow: CompiledFlow,
     names: Mapping[str, str],
 ) -> Divergence | None:
-    session: Mapping[str, Any] = record.data
+    # Guards read the amounts as they were when each event arrived, not as they are
+    # now: they are folded from the log as it is replayed (the rule reconcile uses:
+    # every row but a deferral counts). A session moved to another version is replayed
+    # from its last move, in the state it moved to; rows before it name the states of
+    # the version it left.
+    moved = max((i for i, row in enumerate(log) if row.event == MIGRATED_EVENT), default=-1)
+    projection = amounts.empty()
     state = ""
-    for row in log:
-        if row.event == MIGRATED_EVENT or row.meta.get("applied") is False:
+    for index, row in enumerate(log):
+        session: Mapping[str, Any] = {**record.data, "amounts": projection}
+        if not row.meta.get("deferred"):
+            projection = amounts.apply(projection, row.event, row.payload)
+        if index == moved:
+            state = names.get(row.target, row.target)
+        if index <= moved or row.event == MIGRATED_EVENT or row.meta.get("applied") is False:
             continue  # bookkeeping rows: not transitions the flow took
         expected_state = names.get(row.target, row.target)
         expected_effects = [r["effect"] for r in row.requests if r.get("kind") == "effect"]

@@ -115,3 +115,53 @@ def test_deploying_a_changed_flow_under_a_deployed_version_is_refused(
 def test_sessions_of_other_flows_are_not_replayed(engine: Engine, flows: FlowRegistry) -> None:
     engine.create_session(create_request(flow="daimo"))
     assert replay_check(engine.store, load_flow(FLOWS / "deposit.yaml")).sessions == 0
+
+
+STRICT = (FLOWS / "strict.yaml").read_text()
+
+
+def test_guards_on_amounts_see_the_amounts_each_event_found(engine: Engine) -> None:
+    # An underpaid strict session waits in partially_paid; replayed against its own,
+    # unchanged flow it must replay clean, which it only does if the guard of its
+    # payment sees what had been received before it (nothing), not today's 15.00.
+    sid = engine.create_session(create_request(flow="strict")).session_id
+    engine.send(sid, "payment_detected", {**PAYMENT, "units": 15_000_000})
+    assert engine.record(sid).state == "partially_paid"
+    assert replay_check(engine.store, load_flow(FLOWS / "strict.yaml")).ok
+
+
+def test_a_tighter_tolerance_is_caught_on_the_payment_it_changes(engine: Engine) -> None:
+    sid = engine.create_session(create_request(flow="strict")).session_id
+    engine.send(sid, "payment_detected", {**PAYMENT, "units": 24_900_000})  # 0.4 % short
+    assert engine.record(sid).state == "paid"
+    exact = load_flow(
+        "flows/strict.yaml",
+        text=STRICT.replace("tolerance: 0.5%", "tolerance: 0").replace(
+            "version: 2\n", "version: 3\n", 1
+        ),
+    )
+    report = replay_check(engine.store, exact)
+    (divergence,) = report.divergences
+    assert (divergence.session_id, divergence.event) == (sid, "payment_detected")
+
+
+def test_a_session_moved_to_the_version_checked_replays_clean(
+    engine: Engine, flows: FlowRegistry
+) -> None:
+    # Rows before its move name the states of the version it left: replayed from the
+    # move on, the session agrees with the version it now runs.
+    renamed = (
+        V1.replace("  paid:\n", "  delivering:\n")
+        .replace("to: paid", "to: delivering")
+        .replace("from: paid", "from: delivering")
+    )
+    mapped = version(
+        renamed + "\nupgrade:\n  from: 1\n  migrate: {created: created, paid: delivering}\n"
+    )
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    assert replay_check(engine.store, mapped).ok
+    engine.flows.add(mapped)
+    engine.send(sid, "evm.deliver.failed")  # moves the session to v2, then applies
+    assert engine.record(sid).flow_version == "2"
+    assert replay_check(engine.store, mapped).ok
