@@ -283,6 +283,14 @@ class MemoryTransaction:
 
     # flow versions
     def save_flow_version(self, record: FlowVersionRecord) -> None:
+        if any(
+            (v.name, v.version) == (record.name, record.version)
+            and v.content_hash != record.content_hash
+            for v in self.s.flow_versions.values()
+        ):
+            raise StoreConflict(
+                f"flow {record.name} version {record.version} is stored with another text"
+            )
         if record.content_hash not in self.s.flow_versions:
             self.s.flow_versions[record.content_hash] = record
             self._undo.append(lambda: self.s.flow_versions.pop(record.content_hash, None))

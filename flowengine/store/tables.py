@@ -161,4 +161,6 @@ flow_versions = Table(
     Column("created_at", Millis, nullable=False),
     Column("deployed_at", Millis, nullable=True),
     Column("deploy_note", Text, nullable=False, server_default=""),
+    # One text per name and version, even when two deploys race (migration 0004).
+    Index("uq_flow_versions_name_version", "name", "version", unique=True),
 )

@@ -61,7 +61,7 @@ def test_a_sqlite_file_keeps_its_data_across_reopening(make_store_url: MakeStore
     with again.transaction() as tx:
         assert tx.get_session("s1") == session()
     with again.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0003",)]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0004",)]
     again.close()
 
 

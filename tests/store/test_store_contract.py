@@ -579,6 +579,17 @@ def test_a_flow_version_is_saved_once_by_content_hash(store: Store) -> None:
         assert tx.get_flow_version("h2") is None
 
 
+def test_a_second_text_under_a_stored_name_and_version_is_a_conflict(store: Store) -> None:
+    # The engine checks before saving, but two deploys can race through that check:
+    # the store itself keeps one text per name and version.
+    with store.transaction() as tx:
+        tx.save_flow_version(FlowVersionRecord("deposit", "2", "h2", "v2", 20))
+    with pytest.raises(StoreConflict), store.transaction() as tx:
+        tx.save_flow_version(FlowVersionRecord("deposit", "2", "h2-edited", "v2 edited", 30))
+    with store.transaction() as tx:
+        assert [v.content_hash for v in tx.flow_versions("deposit")] == ["h2"]
+
+
 def test_versions_of_a_flow_are_listed_oldest_first_and_can_be_marked_deployed(
     store: Store,
 ) -> None:
