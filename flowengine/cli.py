@@ -300,9 +300,10 @@ def _reconcile(args: argparse.Namespace) -> int:
     from .reconcile import reconcile
     from .store import open_store
 
-    names = FlowRegistry.from_directory(args.flows).names()
     store = open_store(args.store)
     try:
+        with store.transaction() as tx:  # every flow the store holds, whatever flows/ has
+            names = sorted({*tx.flow_names(), *FlowRegistry.from_directory(args.flows).names()})
         result = reconcile(store, names)
     finally:
         store.close()

@@ -229,7 +229,7 @@ class Decisions:
         """Sessions waiting in a review state (status ``requires_review``), oldest first."""
         waiting: list[SessionRecord] = []
         with self.store.transaction() as tx:
-            for name in flow_names or self.flows.names():
+            for name in flow_names or tx.flow_names():
                 for record in tx.sessions_of_flow(name):
                     if self.flow_of(tx, record).is_review(record.state):
                         waiting.append(record)

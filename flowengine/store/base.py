@@ -227,6 +227,10 @@ class Transaction(Protocol):
     def flow_versions(self, name: str) -> list[FlowVersionRecord]:
         """Every stored version of the flow ``name``, oldest first."""
 
+    def flow_names(self) -> list[str]:
+        """The names of the flows the store has run sessions on, sorted: what a check of
+        the whole store covers, whatever flows/ holds now."""
+
     def mark_deployed(self, content_hash: str, at: int, note: str) -> None: ...
 
     # reading across sessions (diff, replay, diagrams with traffic)

@@ -298,6 +298,9 @@ class MemoryTransaction:
     def get_flow_version(self, content_hash: str) -> FlowVersionRecord | None:
         return self.s.flow_versions.get(content_hash)
 
+    def flow_names(self) -> list[str]:
+        return sorted({r.name for r in self.s.flow_versions.values()})
+
     def flow_versions(self, name: str) -> list[FlowVersionRecord]:
         found = [r for r in self.s.flow_versions.values() if r.name == name]
         return sorted(found, key=lambda r: r.created_at)

@@ -468,6 +468,9 @@ class SqlTransaction:
         row = self._one(self._sql.get_flow, {"content_hash": content_hash})
         return None if row is None else FlowVersionRecord(*row)
 
+    def flow_names(self) -> list[str]:
+        return [name for (name,) in self._all(self._sql.flow_names, {})]
+
     def flow_versions(self, name: str) -> list[FlowVersionRecord]:
         return [FlowVersionRecord(*r) for r in self._all(self._sql.flow_versions, {"name": name})]
 

@@ -172,6 +172,7 @@ _STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
         ),
         None,
     ),
+    "flow_names": (select(_FV.c.name).distinct().order_by(_FV.c.name), None),
     "flow_versions": (
         select(*[_FV.c[n] for n in _FLOW_FIELDS])
         .where(_FV.c.name == bindparam("name"))
@@ -273,6 +274,7 @@ class Sql:
     insert_webhook: str
     webhooks: str
     get_flow: str
+    flow_names: str
     flow_versions: str
     mark_deployed: str
     parked_effects: str

@@ -97,3 +97,19 @@ def test_the_cli_lists_reviews_overrides_and_reconciles(
     assert "review → completed (by ops)" in capsys.readouterr().out
     assert main(["reconcile", *flows]) == 0
     assert "1 sessions reconciled, 0 mismatches" in capsys.readouterr().out
+
+
+def test_review_and_reconcile_cover_every_flow_the_store_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Run from anywhere (no flows/ there), or after a flow was retired from flows/: the
+    # store knows its flows and their versions, so nothing goes unchecked.
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    engine = Engine(FlowRegistry.from_directory(FLOWS), url)
+    sid = stuck_in_review(engine)
+    engine.store.close()
+    elsewhere = ["--flows", str(tmp_path / "no-flows-here"), "--store", url]
+    assert main(["sessions", "review", *elsewhere]) == 0
+    assert sid in capsys.readouterr().out
+    assert main(["reconcile", *elsewhere]) == 0
+    assert "1 sessions reconciled, 0 mismatches" in capsys.readouterr().out

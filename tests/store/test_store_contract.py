@@ -622,3 +622,13 @@ def test_sessions_and_logs_of_one_flow_are_read_together(store: Store) -> None:
             ("b", 1),
             ("b", 2),
         ]
+
+
+def test_the_flows_a_store_holds_are_listed_by_name(store: Store) -> None:
+    with store.transaction() as tx:
+        assert tx.flow_names() == []
+        tx.save_flow_version(FlowVersionRecord("strict", "1", "s1", "s", 10))
+        tx.save_flow_version(FlowVersionRecord("deposit", "1", "d1", "d", 20))
+        tx.save_flow_version(FlowVersionRecord("deposit", "2", "d2", "d2", 30))
+    with store.transaction() as tx:
+        assert tx.flow_names() == ["deposit", "strict"]
