@@ -194,7 +194,7 @@ def _diagram(args: argparse.Namespace) -> int:
             raise FlowEngineError("--heat needs --store URL")
         from .store import open_store
 
-        store = open_store(args.store)
+        store = open_store(args.store, existing=True)
         try:
             traffic = traffic_from_store(store, spec.name)
         finally:
@@ -236,8 +236,10 @@ def _opened_engine(args: argparse.Namespace) -> Iterator[Any]:
 def _engine_for(args: argparse.Namespace) -> Any:
     from .engine import Engine
     from .flows import FlowRegistry
+    from .store import open_store
 
-    return Engine(FlowRegistry.from_directory(args.flows), args.store)
+    store = open_store(args.store, existing=True)  # decisions act on sessions that exist
+    return Engine(FlowRegistry.from_directory(args.flows), store)
 
 
 def _sessions_review(args: argparse.Namespace) -> int:
@@ -300,7 +302,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     from .reconcile import reconcile
     from .store import open_store
 
-    store = open_store(args.store)
+    store = open_store(args.store, existing=True)
     try:
         with store.transaction() as tx:  # every flow the store holds, whatever flows/ has
             names = sorted({*tx.flow_names(), *FlowRegistry.from_directory(args.flows).names()})
@@ -319,10 +321,11 @@ def _session_path(
     """The flow version a stored session runs, and the states it went through."""
     from .engine import Engine
     from .flows import FlowRegistry
+    from .store import open_store
 
     if not args.store:
         raise FlowEngineError("--session needs --store URL")
-    engine = Engine(FlowRegistry(), args.store)
+    engine = Engine(FlowRegistry(), open_store(args.store, existing=True))
     try:
         record = engine.record(args.session)
         history = engine.history(args.session)
@@ -415,8 +418,9 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def _sessions_show(args: argparse.Namespace) -> int:
     from .engine import Engine
     from .flows import FlowRegistry
+    from .store import open_store
 
-    engine = Engine(FlowRegistry(), args.store)
+    engine = Engine(FlowRegistry(), open_store(args.store, existing=True))
     try:
         session = engine.get(args.session_id)
         history = engine.history(args.session_id)

@@ -703,7 +703,7 @@ def _diff_command(args: argparse.Namespace) -> int:
     diff = diff_flows(old, new)
     live: dict[str, int] | None = None
     if args.store:
-        store = open_store(args.store)
+        store = open_store(args.store, existing=True)
         try:
             counts = live_counts(store, old.name, known=(old, new))
         finally:

@@ -269,7 +269,7 @@ def add_commands(flows_actions: argparse._SubParsersAction[argparse.ArgumentPars
 
 def _check_command(args: argparse.Namespace) -> int:
     spec = load_flow(args.flow)
-    store = open_store(args.store)
+    store = open_store(args.store, existing=True)
     try:
         if not args.replay:
             print("nothing to check without --replay (the flow itself is valid)")
@@ -285,7 +285,7 @@ def _deploy_command(args: argparse.Namespace) -> int:
     if args.force and not args.reason:
         raise FlowEngineError("--force needs --reason: an override is recorded, never silent")
     spec = load_flow(args.flow)
-    store = open_store(args.store)
+    store = open_store(args.store, existing=True)  # a mistyped URL must not "deploy"
     try:
         result = deploy(
             store,

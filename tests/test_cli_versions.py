@@ -88,3 +88,22 @@ def test_traffic_and_a_sessions_path_are_drawn_from_the_store(
     assert main(["diagram", "--session", ids[2], "--store", url, "-o", str(path)]) == 0
     assert "completed" in path.read_text()
     assert load_flow(FLOWS / "deposit.yaml")  # the shipped flow is untouched
+
+
+def test_a_mistyped_store_url_is_an_error_not_a_new_empty_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A check or a deploy against a store that is not there would pass on nothing.
+    typo = tmp_path / "sesions.db"
+    flow = str(FLOWS / "deposit.yaml")
+    for argv in (
+        ["flows", "check", flow, "--replay", "--store", f"sqlite:///{typo}"],
+        ["flows", "deploy", flow, "--store", f"sqlite:///{typo}"],
+        ["sessions", "show", "0" * 32, "--store", f"sqlite:///{typo}"],
+        ["reconcile", "--store", f"sqlite:///{typo}"],
+        ["flows", "check", flow, "--replay", "--store", "memory://"],
+    ):
+        assert main(argv) != 0, argv
+        err = capsys.readouterr().err
+        assert "no store at" in err or "holds nothing to read" in err, (argv, err)
+    assert not typo.exists()

@@ -337,7 +337,7 @@ def test_flows_diff_with_a_store_counts_live_sessions_in_affected_states(
 ) -> None:
     sessions_in(engine)
     if store_url.startswith("memory"):  # the command opens the URL: share this one store
-        monkeypatch.setattr(flowdiff, "open_store", lambda url: engine.store)
+        monkeypatch.setattr(flowdiff, "open_store", lambda url, existing=False: engine.store)
     old, new = files
     edited = _edit(NO_REFUND, (RESOLVE_BOUNCED, ""))
     new.write_text(edited)

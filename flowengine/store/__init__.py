@@ -21,16 +21,19 @@ from .base import (
 from .memory import MemoryStore
 
 
-def open_store(url: str) -> Store:
-    """Open (creating its schema if needed) the store that ``url`` names."""
+def open_store(url: str, *, existing: bool = False) -> Store:
+    """Open (creating its schema if needed) the store that ``url`` names; with
+    ``existing``, only a store that is there already (a memory store never is)."""
     from ..errors import StoreError
 
     if url.startswith("memory:"):
+        if existing:
+            raise StoreError(f"{url} holds nothing to read: name a SQLite file or a database")
         return MemoryStore(url)
     if url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
         from .sql import SqlStore
 
-        return SqlStore(url)
+        return SqlStore(url, existing=existing)
     raise StoreError(
         f"unknown store URL {url!r}; use memory://, sqlite:///path.db or "
         "postgresql://user@host/dbname"

@@ -35,10 +35,12 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import msgspec
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool, PoolProxiedConnection
@@ -585,7 +587,9 @@ class SqlStore:
     waits for a connection, 30).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, existing: bool = False) -> None:
+        """``existing``: open only a store that is there already (commands that read a
+        store: a mistyped URL must fail, not create an empty store that checks clean)."""
         self.url = url
         self.schema: str | None = None
         self._idle: list[PoolProxiedConnection] = []
@@ -607,6 +611,8 @@ class SqlStore:
         self._backend = _Backend.of(self.engine, self.display_url)
         self._slots = FairSlots(self.pool.size + self.pool.overflow)
         try:
+            if existing:
+                self._require_existing(target)
             upgrade(self.engine, self.schema)
         except StoreError:
             self.engine.dispose()
@@ -655,6 +661,17 @@ class SqlStore:
         # A pool event: unlike an engine "begin" listener it adds nothing to each execute.
         event.listen(engine, "connect", on_connect)
         return engine
+
+    def _require_existing(self, target: URL) -> None:
+        missing = StoreError(
+            f"no store at {self.display_url}: check the URL (this command reads a store "
+            "and does not create one; the first engine to open a URL creates it)"
+        )
+        if self.dialect == "sqlite" and not Path(str(target.database)).is_file():
+            raise missing
+        with self.engine.connect() as conn:
+            if not sa_inspect(conn).has_table("alembic_version", schema=self.schema):
+                raise missing
 
     def _postgres_engine(self, target: URL) -> Engine:
         query = dict(target.query)

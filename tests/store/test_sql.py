@@ -511,3 +511,14 @@ def test_a_store_made_by_an_older_release_is_migrated_on_open(
             assert tx.flow_versions("deposit")[0].deployed_at == 7
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_opening_an_existing_store_refuses_a_schema_that_is_not_there(
+    make_store_url: MakeStoreUrl, postgres_server_url: str
+) -> None:
+    url = make_store_url("postgres")
+    with pytest.raises(StoreError, match="no store at"):
+        SqlStore(url, existing=True)
+    SqlStore(url).close()  # the first engine to open it creates it
+    SqlStore(url, existing=True).close()
