@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_SECONDS = 36_525 * 86_400
+"""100 years: the longest timer a flow may ask for."""
 _PART = re.compile(r"(\d+)([smhd])")
 _WHOLE = re.compile(r"^(?:\d+[smhd])+$")
 
@@ -33,6 +35,11 @@ def parse_duration(text: object) -> int:
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(compact))
     if seconds <= 0:
         raise DurationError(f"'{text}' is zero; a timer needs a positive duration")
+    if seconds > MAX_SECONDS:
+        raise DurationError(
+            f"'{text}' is longer than 100 years ({format_duration(MAX_SECONDS)}); a due "
+            "time that far out is a typo, and past 64-bit milliseconds no store keeps it"
+        )
     return seconds
 
 

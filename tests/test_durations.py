@@ -85,3 +85,13 @@ def test_parse_then_format_gives_the_canonical_text(parts: list[tuple[int, str]]
     canonical = format_duration(seconds)
     assert parse_duration(canonical) == seconds
     assert format_duration(parse_duration(canonical)) == canonical
+
+
+def test_a_duration_beyond_a_hundred_years_is_refused() -> None:
+    # 999999999999999999d overflowed 64-bit milliseconds: SQLite and PostgreSQL failed
+    # differently at run time, long after the flow had passed `validate`.
+    assert parse_duration("36525d") == 36_525 * 86_400
+    with pytest.raises(DurationError, match="longer than 100 years"):
+        parse_duration("36526d")
+    with pytest.raises(DurationError, match="longer than 100 years"):
+        parse_duration("999999999999999999d")

@@ -275,7 +275,8 @@ class MemoryTransaction:
 
     def parked_effects(self, limit: int) -> list[EffectRecord]:
         parked = [r for r in self.s.effect_rows.values() if r.status == "review"]
-        return sorted(parked, key=lambda r: (r.available_at, r.created_at))[:limit]
+        order = self.s.effect_order  # the SQL stores' id: insertion order
+        return sorted(parked, key=lambda r: (r.available_at, order[r.key]))[:limit]
 
     def failed_timers(self, limit: int) -> list[TimerRecord]:
         failed = [t for t in self.s.timer_rows.values() if t.status == "failed"]
@@ -303,7 +304,7 @@ class MemoryTransaction:
 
     def flow_versions(self, name: str) -> list[FlowVersionRecord]:
         found = [r for r in self.s.flow_versions.values() if r.name == name]
-        return sorted(found, key=lambda r: r.created_at)
+        return sorted(found, key=lambda r: (r.created_at, r.content_hash))  # as SQL
 
     def mark_deployed(self, content_hash: str, at: int, note: str) -> None:
         old = self.s.flow_versions[content_hash]

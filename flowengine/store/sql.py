@@ -209,11 +209,17 @@ class SqlTransaction:
 
     def _one(self, sql: str, params: Mapping[str, Any]) -> Any:
         self._exec(sql, params)
-        return self._cur.fetchone()
+        try:
+            return self._cur.fetchone()
+        except self._backend.error as exc:  # in a pipeline, a queued write fails here
+            self._backend.raise_store_error(exc, "a queued write or this read")
 
     def _all(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
         self._exec(sql, params)
-        rows: list[Any] = self._cur.fetchall()
+        try:
+            rows: list[Any] = self._cur.fetchall()
+        except self._backend.error as exc:
+            self._backend.raise_store_error(exc, "a queued write or this read")
         return rows
 
     # rows -> records
@@ -494,6 +500,11 @@ def _identity(value: Any) -> Any:
     return value
 
 
+_UNSENDABLE = (OverflowError, UnicodeEncodeError)
+"""What the drivers raise for a value they cannot send: an integer past 64 bits
+(sqlite3), text that is not valid UTF-8 (both)."""
+
+
 @dataclass(frozen=True)
 class _Backend:
     """What differs between the databases once the statements are compiled: the SQL
@@ -501,7 +512,9 @@ class _Backend:
 
     name: str
     where: str
-    error: type[Exception]
+    error: tuple[type[Exception], ...]
+    """What a statement can raise for its data or the database: the DBAPI's errors
+    and ``_UNSENDABLE``."""
     conflict: type[Exception]
     sql: Sql
     encode: Callable[[object], object]
@@ -521,14 +534,20 @@ class _Backend:
             return cls(
                 name,
                 where,
-                dbapi.Error,
+                (dbapi.Error, *_UNSENDABLE),
                 dbapi.IntegrityError,
                 compile_statements(name),
                 encode,
                 _identity,
             )
         return cls(
-            name, where, dbapi.Error, dbapi.IntegrityError, compile_statements(name), _dumps, _loads
+            name,
+            where,
+            (dbapi.Error, *_UNSENDABLE),
+            dbapi.IntegrityError,
+            compile_statements(name),
+            _dumps,
+            _loads,
         )
 
     def raise_store_error(self, exc: Exception, what: str = "") -> NoReturn:
@@ -726,10 +745,15 @@ class SqlStore:
                 return self._idle.pop()
         try:
             return self.engine.raw_connection()
-        except SQLAlchemyError as exc:
+        except BaseException as exc:
+            # The slot goes back whatever happened (a server refusing connections while
+            # it restarts must not use the pool up for good), and a driver's own error
+            # (raw_connection does not wrap it) leaves as a StoreError.
             self._slots.release()
-            cause = getattr(exc, "orig", None) or exc
-            raise StoreError(f"store {self.display_url}: {_describe(cause)}") from exc
+            if isinstance(exc, (SQLAlchemyError, *self._backend.error)):
+                cause = getattr(exc, "orig", None) or exc
+                raise StoreError(f"store {self.display_url}: {_describe(cause)}") from exc
+            raise
 
     def _release(self, raw: PoolProxiedConnection) -> None:
         """Keep a healthy connection for the next transaction (up to ``pool.size``).

@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 from ..adapters.base import EffectAdapter, EffectCall, EffectResult
 from ..engine import Engine, EventInput
 from ..errors import IdempotencyConflict, StoreError, TransitionNotAllowed
+from ..jsonvalue import storable_text
 from ..store import EffectAttempt, EffectRecord, Transaction
 from .loop import run_until
 
@@ -380,10 +381,13 @@ def _calls_cut_short(attempts: list[EffectAttempt]) -> int:
 
 
 def _text(value: str) -> str:
-    """Text from an adapter or an exception, as every store can keep it (PostgreSQL
-    refuses NUL characters in text)."""
-    return value.replace("\x00", "\\0") if "\x00" in value else value
+    """Text from an adapter or an exception, as every store can keep it: a NUL as
+    ``\\0``, a lone surrogate as its escape (PostgreSQL refuses the one, neither SQL
+    store can encode the other)."""
+    if storable_text(value):
+        return value
+    return value.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _storable(result: EffectResult) -> EffectResult:
-    return replace(result, detail=_text(result.detail)) if "\x00" in result.detail else result
+    return result if storable_text(result.detail) else replace(result, detail=_text(result.detail))

@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
 from flowengine.errors import StoreConflict, StoreError
-from flowengine.store import EffectRecord, SessionRecord, open_store
+from flowengine.store import EffectAttempt, EffectRecord, SessionRecord, open_store
 from flowengine.store.migrate import alembic_config
 from flowengine.store.sql import SqlStore
 from flowengine.store.tables import metadata
@@ -522,3 +522,50 @@ def test_opening_an_existing_store_refuses_a_schema_that_is_not_there(
         SqlStore(url, existing=True)
     SqlStore(url).close()  # the first engine to open it creates it
     SqlStore(url, existing=True).close()
+
+
+def test_a_refused_connection_gives_its_slot_back_and_is_a_store_error(
+    tmp_path: Path,
+) -> None:
+    # While a server restarts (here: the database's folder is briefly gone) every new
+    # connection is refused. Each attempt must fail as a StoreError and give its slot
+    # back, or the pool is used up for good by the time the database is back.
+    home = tmp_path / "db"
+    home.mkdir()
+    store = SqlStore(f"sqlite:///{home / 's.db'}?pool_size=1&max_overflow=0&pool_timeout=1")
+    away = tmp_path / "away"
+    home.rename(away)
+    for _ in range(3):
+        with pytest.raises(StoreError, match="unable to open"), store.transaction() as tx:
+            tx.get_session("s1")
+    away.rename(home)
+    with store.transaction() as tx:
+        assert tx.get_session("s1") is None
+    store.close()
+
+
+@pytest.mark.postgres
+def test_a_failed_queued_write_surfaces_as_a_store_error_at_the_next_read(
+    make_store_url: MakeStoreUrl,
+) -> None:
+    # In a PostgreSQL pipeline a queued write's failure is reported by the next read:
+    # it must come out mapped (a conflict), not as the driver's own exception.
+    store = SqlStore(make_store_url("postgres"))
+    with store.transaction() as tx:
+        tx.insert_session(session())
+    raised: list[type[BaseException]] = []
+
+    def read_after_a_bad_write() -> None:
+        with store.transaction() as tx:
+            tx.record_attempt(EffectAttempt("no-such-effect", 1, 0, 0, "ok"))  # no such key
+            try:
+                tx.get_session("s1")
+            except BaseException as exc:
+                raised.append(type(exc))
+                raise
+
+    for _ in range(5):
+        with pytest.raises(StoreError):
+            read_after_a_bad_write()
+    assert set(raised) <= {StoreConflict}
+    store.close()

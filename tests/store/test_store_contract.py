@@ -632,3 +632,14 @@ def test_the_flows_a_store_holds_are_listed_by_name(store: Store) -> None:
         tx.save_flow_version(FlowVersionRecord("deposit", "2", "d2", "d2", 30))
     with store.transaction() as tx:
         assert tx.flow_names() == ["deposit", "strict"]
+
+
+def test_ties_are_listed_in_the_same_order_on_every_store(with_session: Store) -> None:
+    with with_session.transaction() as tx:
+        for key in ("p-first", "p-second"):
+            tx.add_effect(effect(key, 10, status="review", created_at=50 - len(key)))
+        tx.save_flow_version(FlowVersionRecord("deposit", "2", "h-b", "v2", 20))
+        tx.save_flow_version(FlowVersionRecord("deposit", "1", "h-a", "v1", 20))
+    with with_session.transaction() as tx:
+        assert [e.key for e in tx.parked_effects(10)] == ["p-first", "p-second"]
+        assert [v.content_hash for v in tx.flow_versions("deposit")] == ["h-a", "h-b"]
