@@ -59,9 +59,26 @@ class FlowRegistry:
     def from_directory(
         cls, directory: str | Path = "flows", registry: Registry | None = None
     ) -> FlowRegistry:
-        """Every ``*.yaml`` flow in ``directory``; all files' problems are reported together."""
+        """Every ``*.yaml`` flow in ``directory``; all files' problems are reported together.
+
+        Two files of one flow are refused: which would be current is not something a
+        file name should decide (``deposit.v2.yaml`` sorts before ``deposit.yaml``), and
+        a candidate version must not go live by being put next to the running one. Keep
+        the version engines run in the directory; older versions stay in the store.
+        """
         registry = registry or default_registry()
-        return cls(load_flows(sorted(Path(directory).glob("*.yaml")), registry=registry), registry)
+        specs = load_flows(sorted(Path(directory).glob("*.yaml")), registry=registry)
+        seen: dict[str, FlowSpec] = {}
+        for spec in specs:
+            other = seen.setdefault(spec.name, spec)
+            if other is not spec:
+                raise FlowEngineError(
+                    f"{directory} holds two files of flow '{spec.name}': {_where(other)} "
+                    f"(version {other.version}) and {_where(spec)} (version {spec.version}); "
+                    "keep the version engines should run there and put a candidate "
+                    "elsewhere (older versions stay in the store)"
+                )
+        return cls(specs, registry)
 
     def add(self, spec: FlowSpec) -> CompiledFlow:
         """Make ``spec`` the current version of its flow."""
@@ -98,3 +115,7 @@ class FlowRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._current)
+
+
+def _where(spec: FlowSpec) -> str:
+    return spec.source.file if spec.source else "<text>"

@@ -14,7 +14,7 @@ import pytest
 
 from flowengine.clock import ManualClock
 from flowengine.engine import Engine, EventInput
-from flowengine.errors import FlowVersionConflict, TransitionNotAllowed
+from flowengine.errors import FlowEngineError, FlowVersionConflict, TransitionNotAllowed
 from flowengine.flows import FlowRegistry
 from flowengine.spec import load_flow
 from tests.conftest import FLOWS, ROOT, MakeStoreUrl
@@ -208,3 +208,12 @@ def test_processes_with_different_flows_run_each_session_on_its_own_version(
     assert send(new_dir, on_v1.session_id, "evm.deliver.done") == "delivered"  # v1 state
     assert send(old_dir, on_v2.session_id, "payment_detected") == "paid"
     assert send(old_dir, on_v2.session_id, "evm.deliver.done") == "confirming"  # v2 state
+
+
+def test_a_flows_directory_with_two_files_of_one_flow_is_refused(tmp_path: Path) -> None:
+    # deposit.v2.yaml sorts before deposit.yaml: a file name must not decide which
+    # version runs, and a candidate must not go live by sitting next to the current one.
+    (tmp_path / "deposit.yaml").write_text(V1)
+    (tmp_path / "deposit.v2.yaml").write_text(v2())
+    with pytest.raises(FlowEngineError, match="two files of flow 'deposit'"):
+        FlowRegistry.from_directory(tmp_path)
