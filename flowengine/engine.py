@@ -11,6 +11,11 @@ whole step or nothing.
 ``send_many`` puts several events (for several sessions) in one transaction — group
 commit — which is how a busy deployment amortises the cost of a durable commit.
 
+Where the store's write lock covers the whole database (SQLite), a send is first
+*planned* without it and committed under it if its session did not change meanwhile
+(:mod:`flowengine.planning`): the state chart, most of a send's work, then runs while
+other processes write, so several processes share the machine's cores.
+
 What a person decides (overrides, retries) is in :mod:`flowengine.decisions`; the
 event and its result in :mod:`flowengine.events`.
 """
@@ -19,7 +24,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from itertools import groupby
 from typing import Any
 
 from . import amounts
@@ -39,6 +45,7 @@ from .flows import FlowRegistry, UnknownFlow, save_version_in
 from .jsonvalue import plain
 from .migration import migrate, migration_target
 from .outbox import request_rows, write_requests
+from .planning import Draft, NeedsLock
 from .sessions import (
     Catalog,
     CreateSessionRequest,
@@ -71,6 +78,9 @@ __all__ = [
     "SendResult",
 ]
 
+_REFUSALS = (TransitionNotAllowed, SessionNotFound, IdempotencyConflict, ValidationError)
+"""What refuses one event of a batch, writing nothing for it; the others go on."""
+
 CREATED_EVENT = "session.created"
 DEFERRED = "deferred"
 """Key in the session data: events waiting for a state that can take them."""
@@ -94,11 +104,16 @@ class Engine(Decisions):
         store: Store | str = "memory://",
         clock: Clock | None = None,
         catalog: Catalog | None = None,
+        *,
+        optimistic: bool | None = None,
     ) -> None:
         self.flows = flows
         self.store = open_store(store) if isinstance(store, str) else store
         self.clock = clock or SystemClock()
         self.catalog = catalog or Catalog.default()
+        self.optimistic = self.store.plan_sends if optimistic is None else optimistic
+        """Plan each send before taking the write lock (:mod:`flowengine.planning`);
+        by default where the store's write lock covers the whole database (SQLite)."""
         self._saved_versions: set[str] = set()
 
     # -- sessions ---------------------------------------------------------------------
@@ -190,10 +205,9 @@ class Engine(Decisions):
         :class:`IdempotencyConflict` when ``event_id`` was used for a different event.
         """
         item = EventInput(session_id, event, payload or {}, event_id, external_ref)
-        with self.store.transaction() as tx:
-            (result,) = self._apply_batch(tx, [item])
-            if isinstance(result, FlowEngineError):
-                raise result  # and nothing is written
+        (result,) = self._send_batch([item])
+        if isinstance(result, FlowEngineError):
+            raise result  # nothing was written for it
         return result
 
     def send_many(self, items: Sequence[EventInput]) -> list[SendResult | FlowEngineError]:
@@ -203,18 +217,12 @@ class Engine(Decisions):
         payload) is returned as its error in place and writes nothing; the others are
         committed together.
         """
-        with self.store.transaction() as tx:
-            return self._apply_batch(tx, items)
+        return self._send_batch(items)
 
-    def _apply_batch(
-        self, tx: Transaction, items: Sequence[EventInput]
-    ) -> list[SendResult | FlowEngineError]:
-        """Apply ``items`` in ``tx``; refused ones come back as their error, in place."""
-        # Applied in session-id order (stable, so each session's own events keep their
-        # order): row locks are then always taken in one order, and two concurrent
-        # batches on PostgreSQL cannot deadlock on each other. The batch is read up
-        # front (its sessions, locked, and the log rows of the event ids it carries: one
-        # round trip on PostgreSQL); a session's second event reads afresh.
+    def _send_batch(self, items: Sequence[EventInput]) -> list[SendResult | FlowEngineError]:
+        """Apply ``items`` in one write transaction; refused ones come back as their
+        error, in place. When :attr:`optimistic` and another transaction holds the
+        write lock, the batch is planned while it waits (:mod:`flowengine.planning`)."""
         results: dict[int, SendResult | FlowEngineError] = {}
         checked: dict[int, EventInput] = {}
         for index, item in enumerate(items):  # before the batch read uses their ids
@@ -222,33 +230,97 @@ class Engine(Decisions):
                 checked[index] = _checked(item)
             except ValidationError as exc:
                 results[index] = exc
+        # Applied in session-id order (stable, so each session's own events keep their
+        # order): row locks are then always taken in one order, and two concurrent
+        # batches on PostgreSQL cannot deadlock on each other.
         order = sorted(checked, key=lambda i: checked[i].session_id)
+        groups = [
+            (session_id, list(indexes))
+            for session_id, indexes in groupby(order, key=lambda i: checked[i].session_id)
+        ]
+        plans = self._plan(checked, groups) if self.optimistic and groups else {}
+        with self.store.transaction() as tx:
+            self._commit_batch(tx, checked, groups, plans, results)
+        return [results[index] for index in range(len(items))]
+
+    def _plan(
+        self, checked: Mapping[int, EventInput], groups: Sequence[tuple[str, list[int]]]
+    ) -> dict[str, _Plan]:
+        """Each session's events applied to a :class:`Draft` in a read transaction, no
+        write lock held (see :mod:`flowengine.planning`). A session whose plan needs
+        more than its own rows, or fails for another reason than a refusal, gets none:
+        it is applied under the lock, where such a failure is reported as usual."""
+        plans: dict[str, _Plan] = {}
+        with self.store.reading() as view:
+            sessions, known_events = view.read_for_events(
+                [(checked[i].session_id, checked[i].event_id) for _, group in groups for i in group]
+            )
+            for session_id, group in groups:
+                base = sessions.get(session_id)
+                draft = Draft(view, base)
+                results: dict[int, SendResult | FlowEngineError] = {}
+                try:
+                    self._apply_group(draft, checked, group, base, known_events, results)
+                except (NeedsLock, FlowEngineError):
+                    continue
+                plans[session_id] = _Plan(draft, results)
+        return plans
+
+    def _commit_batch(
+        self,
+        tx: Transaction,
+        checked: Mapping[int, EventInput],
+        groups: Sequence[tuple[str, list[int]]],
+        plans: Mapping[str, _Plan],
+        results: dict[int, SendResult | FlowEngineError],
+    ) -> None:
+        """Apply the batch in ``tx``: a session whose plan read its current ``seq`` gets
+        the plan's writes; the others are applied here. The batch is read up front (its
+        sessions, locked, and the log rows of the event ids of the sessions not planned:
+        one round trip on PostgreSQL)."""
         locked, known_events = tx.lock_for_events(
-            [(checked[i].session_id, checked[i].event_id) for i in order]
+            [
+                (session_id, None if session_id in plans else checked[i].event_id)
+                for session_id, group in groups
+                for i in group
+            ]
         )
-        seen: set[str] = set()
-        for index in order:
+        for session_id, group in groups:
+            record = locked.get(session_id)
+            plan = plans.get(session_id)
+            if plan is not None and plan.draft.base_seq == (record.seq if record else None):
+                plan.draft.replay(tx)
+                results.update(plan.results)
+                continue
+            # Without a plan, or another sender got in first: apply it now. The event ids
+            # of a planned session were not looked up just now (its own lookups do it).
+            known = known_events if plan is None else None
+            self._apply_group(tx, checked, group, record, known, results)
+
+    def _apply_group(
+        self,
+        tx: Transaction,
+        checked: Mapping[int, EventInput],
+        group: Sequence[int],
+        record: SessionRecord | None,
+        known_events: Mapping[tuple[str, str], EventRecord] | None,
+        results: dict[int, SendResult | FlowEngineError],
+    ) -> None:
+        """Apply one session's events of a batch, in order; ``record`` is the session
+        as the batch read it (its second event reads afresh); refusals go to ``results``."""
+        for position, index in enumerate(group):
             item = checked[index]
-            first = item.session_id not in seen
-            seen.add(item.session_id)
             try:
-                if not first:
+                if position:
                     results[index] = self.apply(tx, item, checked=True)
-                elif item.session_id not in locked:
+                elif record is None:
                     raise SessionNotFound(item.session_id)
                 else:
-                    record = locked[item.session_id]
                     results[index] = self.apply(
                         tx, item, checked=True, locked=record, known_events=known_events
                     )
-            except (
-                TransitionNotAllowed,
-                SessionNotFound,
-                IdempotencyConflict,
-                ValidationError,
-            ) as exc:
+            except _REFUSALS as exc:
                 results[index] = exc
-        return [results[index] for index in range(len(items))]
 
     def apply(
         self,
@@ -567,6 +639,14 @@ class Engine(Decisions):
             return None
         save_version_in(tx, spec, now)
         return spec.content_hash
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One session's events applied to a draft outside the lock, and their results."""
+
+    draft: Draft
+    results: Mapping[int, SendResult | FlowEngineError]
 
 
 def _checked(item: EventInput) -> EventInput:

@@ -159,6 +159,13 @@ class Transaction(Protocol):
         left out); and the events among those ids already logged, by pair. One round
         trip on PostgreSQL, whatever the batch size."""
 
+    def read_for_events(
+        self, keys: Sequence[tuple[str, str | None]]
+    ) -> tuple[dict[str, SessionRecord], dict[tuple[str, str], EventRecord]]:
+        """What :meth:`lock_for_events` returns, read without locking anything: the
+        engine plans a batch with it before taking the write lock (see
+        :mod:`flowengine.planning`)."""
+
     def find_event(self, session_id: str, event_id: str) -> EventRecord | None: ...
 
     def find_event_by_ref(self, session_id: str, external_ref: str) -> EventRecord | None: ...
@@ -245,7 +252,16 @@ class Store(Protocol):
     """A durable (or, for tests and demos, in-memory) home for sessions and outboxes."""
 
     url: str
+    plan_sends: bool
+    """Whether the engine should, by default, plan sends before taking the write lock
+    (:mod:`flowengine.planning`): true where one write transaction at a time runs on
+    the whole database and reads do not wait for it (SQLite in WAL mode)."""
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    def reading(self) -> AbstractContextManager[Transaction]:
+        """A transaction for reads that takes no write lock and waits for none: other
+        transactions commit meanwhile. It is rolled back when it ends, so nothing
+        written in it is kept."""
 
     def close(self) -> None: ...

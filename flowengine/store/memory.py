@@ -30,6 +30,9 @@ from .base import (
 
 
 class MemoryStore:
+    plan_sends = False
+    """One lock serializes readers too: planning a send before taking it gains nothing."""
+
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._lock = threading.RLock()
@@ -64,6 +67,17 @@ class MemoryStore:
                 tx.rollback()
                 raise
             tx.requeue_unfinished_timers()
+
+    @contextmanager
+    def reading(self) -> Iterator[MemoryTransaction]:
+        """Reads under the store's lock (a consistent view, as a database snapshot
+        gives), undone when the block ends."""
+        with self._lock:
+            tx = MemoryTransaction(self)
+            try:
+                yield tx
+            finally:
+                tx.rollback()
 
     def close(self) -> None:
         pass
@@ -118,6 +132,11 @@ class MemoryTransaction:
             raise StoreConflict(f"no session {session_id}")
 
     def lock_for_events(
+        self, keys: Sequence[tuple[str, str | None]]
+    ) -> tuple[dict[str, SessionRecord], dict[tuple[str, str], EventRecord]]:
+        return self.read_for_events(keys)  # the store's lock is held already
+
+    def read_for_events(
         self, keys: Sequence[tuple[str, str | None]]
     ) -> tuple[dict[str, SessionRecord], dict[tuple[str, str], EventRecord]]:
         found = (self.s.sessions.get(sid) for sid in sorted({sid for sid, _ in keys}))

@@ -59,7 +59,14 @@ from .base import (
 )
 from .migrate import upgrade
 from .slots import FairSlots
-from .statements import PG_FIND_EVENTS, PG_LOCK_SESSIONS, WRITES, Sql, compile_statements
+from .statements import (
+    PG_FIND_EVENTS,
+    PG_LOCK_SESSIONS,
+    PG_READ_SESSIONS,
+    WRITES,
+    Sql,
+    compile_statements,
+)
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -302,12 +309,22 @@ class SqlTransaction:
     def lock_for_events(
         self, keys: Sequence[tuple[str, str | None]]
     ) -> tuple[dict[str, SessionRecord], dict[tuple[str, str], EventRecord]]:
+        return self._for_events(keys, lock=True)
+
+    def read_for_events(
+        self, keys: Sequence[tuple[str, str | None]]
+    ) -> tuple[dict[str, SessionRecord], dict[tuple[str, str], EventRecord]]:
+        return self._for_events(keys, lock=False)
+
+    def _for_events(
+        self, keys: Sequence[tuple[str, str | None]], *, lock: bool
+    ) -> tuple[dict[str, SessionRecord], dict[tuple[str, str], EventRecord]]:
         if not keys:
             return {}, {}
         ids = sorted({sid for sid, _ in keys})
         logged = [(sid, eid) for sid, eid in keys if eid is not None]
         if self._backend.name != "postgresql":  # a local file: row by row costs nothing
-            found = (self.get_session(sid, for_update=True) for sid in ids)
+            found = (self.get_session(sid, for_update=lock) for sid in ids)
             events = ((key, self.find_event(*key)) for key in logged)
             return (
                 {record.session_id: record for record in found if record is not None},
@@ -322,9 +339,10 @@ class SqlTransaction:
         try:
             with self._cur.connection.cursor() as event_cursor:
                 if single:
-                    self._cur.execute(self._sql.get_session_locked, {"session_id": ids[0]})
+                    sql = self._sql.get_session_locked if lock else self._sql.get_session
+                    self._cur.execute(sql, {"session_id": ids[0]})
                 else:
-                    self._cur.execute(PG_LOCK_SESSIONS, {"ids": ids})
+                    self._cur.execute(PG_LOCK_SESSIONS if lock else PG_READ_SESSIONS, {"ids": ids})
                 if single and logged:
                     sid, eid = logged[0]
                     event_cursor.execute(self._sql.find_event, {"session_id": sid, "event_id": eid})
@@ -335,7 +353,8 @@ class SqlTransaction:
                 event_rows = event_cursor.fetchall() if logged else []
         except self._backend.error as exc:
             self._backend.raise_store_error(exc)
-        self._locked.update(row[0] for row in session_rows)
+        if lock:
+            self._locked.update(row[0] for row in session_rows)
         return (
             {row[0]: self._session(row) for row in session_rows},
             {(row[0], row[2]): self._event(row) for row in event_rows},
@@ -617,6 +636,15 @@ class SqlStore:
         target = _normalize(url)
         self.display_url = target.render_as_string(hide_password=True)
         self.dialect = target.get_backend_name()
+        self._writer = threading.Lock()
+        """SQLite: this process's writers queue here, not in SQLite's busy handler, which
+        polls with sleeps of 1 to 100 ms: a thread would sleep on long after the lock
+        was free. (Other processes' writers still meet this one in the busy handler.)"""
+        self._busy_timeout_s = 0.0
+        self.plan_sends = self.dialect == "sqlite"
+        """SQLite's write lock covers the whole database, and WAL readers never wait for
+        it: the engine plans sends before taking it (:mod:`flowengine.planning`).
+        PostgreSQL locks rows: sends to different sessions run at once already."""
         query = dict(target.query)
         self.pool = PoolLimits.from_query(query, self.display_url)
         target = target.set(query=query)
@@ -655,6 +683,7 @@ class SqlStore:
                 f"bad store URL {self.display_url}: busy_timeout={busy_timeout!r} "
                 "is not a number of milliseconds"
             )
+        self._busy_timeout_s = int(str(busy_timeout)) / 1000
         if query:
             raise StoreError(
                 f"bad store URL {self.display_url}: unknown option(s) {', '.join(sorted(query))}; "
@@ -780,29 +809,71 @@ class SqlStore:
         raises. Database failures (including at commit) leave as ``StoreError``."""
         raw = self._connection()
         try:
-            conn: Any = raw.driver_connection
-            cursor = conn.cursor()
-            try:
-                if self.dialect == "sqlite":
-                    cursor.execute("BEGIN IMMEDIATE")
-                    tx = SqlTransaction(cursor, self._backend)
-                    yield tx
-                    tx.flush()
-                    conn.commit()
-                else:
-                    # Pipeline mode: the queued writes go out together with the commit,
-                    # one round trip, instead of one each; a failed write still fails
-                    # the commit, and everything is rolled back.
-                    with conn.pipeline():
+            with self._write_turn():
+                conn: Any = raw.driver_connection
+                cursor = conn.cursor()
+                try:
+                    if self.dialect == "sqlite":
+                        cursor.execute("BEGIN IMMEDIATE")
                         tx = SqlTransaction(cursor, self._backend)
                         yield tx
                         tx.flush()
                         conn.commit()
-            except BaseException:
-                _rollback(raw)
-                raise
+                    else:
+                        # Pipeline mode: the queued writes go out together with the
+                        # commit, one round trip, instead of one each; a failed write
+                        # still fails the commit, and everything is rolled back.
+                        with conn.pipeline():
+                            tx = SqlTransaction(cursor, self._backend)
+                            yield tx
+                            tx.flush()
+                            conn.commit()
+                except BaseException:
+                    _rollback(raw)
+                    raise
+                finally:
+                    cursor.close()
+        except self._backend.error as exc:
+            self._backend.raise_store_error(exc)
+        finally:
+            self._release(raw)
+
+    @contextmanager
+    def _write_turn(self) -> Iterator[None]:
+        """On SQLite, hold this process's write turn (waiting at most ``busy_timeout``);
+        PostgreSQL's writers wait for the rows they lock, not for each other."""
+        if self.dialect != "sqlite":
+            yield
+            return
+        if not self._writer.acquire(timeout=self._busy_timeout_s):
+            raise StoreError(
+                f"store {self.display_url}: database is locked (this process's other "
+                f"writers held it for busy_timeout, {self._busy_timeout_s:g} s)"
+            )
+        try:
+            yield
+        finally:
+            self._writer.release()
+
+    @contextmanager
+    def reading(self) -> Iterator[SqlTransaction]:
+        """A transaction for reads: on SQLite a deferred one (a WAL snapshot: it takes
+        no write lock and no writer waits for it), on PostgreSQL plain ``READ
+        COMMITTED`` reads without row locks. Rolled back when the block ends."""
+        raw = self._connection()
+        try:
+            conn: Any = raw.driver_connection
+            cursor = conn.cursor()
+            try:
+                if self.dialect == "sqlite":
+                    cursor.execute("BEGIN")
+                    yield SqlTransaction(cursor, self._backend)
+                else:
+                    with conn.pipeline():
+                        yield SqlTransaction(cursor, self._backend)
             finally:
                 cursor.close()
+                _rollback(raw)
         except self._backend.error as exc:
             self._backend.raise_store_error(exc)
         finally:

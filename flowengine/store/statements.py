@@ -218,10 +218,11 @@ _STATEMENTS: dict[str, tuple[ClauseElement, list[str] | None]] = {
 }
 # Batch reads for group commit, PostgreSQL only (arrays; SQLite reads row by row at no
 # network cost). Locks are taken in ORDER BY order, as send_many expects.
-PG_LOCK_SESSIONS = (
+PG_READ_SESSIONS = (
     f"SELECT {', '.join(_SESSION_FIELDS)} FROM sessions "
-    "WHERE session_id = ANY(%(ids)s::text[]) ORDER BY session_id FOR UPDATE"
+    "WHERE session_id = ANY(%(ids)s::text[]) ORDER BY session_id"
 )
+PG_LOCK_SESSIONS = f"{PG_READ_SESSIONS} FOR UPDATE"
 # (A join on unnest: "session_id = ANY(..) AND event_id = ANY(..)" was planned as a
 # read of every event of the batch's sessions, 6x slower at 2,000 events.)
 PG_FIND_EVENTS = (

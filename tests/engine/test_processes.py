@@ -1,4 +1,10 @@
-"""Several OS processes sending to one session on PostgreSQL: no event is lost."""
+"""Several OS processes sending to one session: no event is lost.
+
+On PostgreSQL they wait for the session's row lock; on SQLite each plans its send
+outside the database's write lock and, when another process got in first, applies it
+again under the lock (flowengine.planning): with one session shared by all, that is
+nearly every send.
+"""
 
 from __future__ import annotations
 
@@ -32,11 +38,11 @@ SENDER = textwrap.dedent(
 )
 
 
-@pytest.mark.postgres
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_processes_sending_to_one_session_lose_no_event(
-    make_store_url: MakeStoreUrl, tmp_path: Path
+    kind: str, make_store_url: MakeStoreUrl, tmp_path: Path
 ) -> None:
-    url = make_store_url("postgres")
+    url = make_store_url(kind)
     flow_file = tmp_path / "counter.yaml"
     flow_file.write_text(COUNTER_FLOW)
     engine = Engine(FlowRegistry([load_flow(flow_file)]), url, ManualClock())
@@ -59,4 +65,54 @@ def test_processes_sending_to_one_session_lose_no_event(
     assert {e.event_id for e in history[1:]} == {
         f"p{n}-{i}" for n in range(processes) for i in range(per_process)
     }
+    engine.store.close()
+
+
+BATCH_SENDER = textwrap.dedent(
+    """
+    import sys
+    from flowengine.engine import Engine, EventInput
+    from flowengine.flows import FlowRegistry
+    from flowengine.spec import load_flow
+
+    store_url, flow_file, ids, name, rounds = sys.argv[1:6]
+    engine = Engine(FlowRegistry([load_flow(flow_file)]), store_url)
+    for i in range(int(rounds)):
+        batch = [EventInput(sid, "tick", event_id=f"{name}-{i}") for sid in ids.split(",")]
+        assert all(not isinstance(r, Exception) for r in engine.send_many(batch))
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_processes_group_committing_to_shared_sessions_lose_no_event(
+    kind: str, make_store_url: MakeStoreUrl, tmp_path: Path
+) -> None:
+    """Every batch of every process touches every session: on SQLite a plan is kept
+    only for the sessions no other process moved since it was made."""
+    url = make_store_url(kind)
+    flow_file = tmp_path / "counter.yaml"
+    flow_file.write_text(COUNTER_FLOW)
+    engine = Engine(FlowRegistry([load_flow(flow_file)]), url, ManualClock())
+    ids = [engine.create_session(create_request(flow="counter")).session_id for _ in range(8)]
+    processes, rounds = 3, 25
+    args = [str(flow_file), ",".join(ids)]
+    senders = [
+        subprocess.Popen(
+            [sys.executable, "-c", BATCH_SENDER, url, *args, f"p{n}", str(rounds)],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(processes)
+    ]
+    for sender in senders:
+        _, err = sender.communicate(timeout=120)
+        assert sender.returncode == 0, err
+    for sid in ids:
+        history = engine.history(sid)
+        assert [e.seq for e in history] == list(range(1, processes * rounds + 2))
+        assert {e.event_id for e in history[1:]} == {
+            f"p{n}-{i}" for n in range(processes) for i in range(rounds)
+        }
     engine.store.close()

@@ -164,6 +164,32 @@ def hold_then_release(
     return thread, holding, release
 
 
+def test_writers_of_one_store_take_turns_and_give_up_after_busy_timeout(
+    make_store_url: MakeStoreUrl,
+) -> None:
+    """Threads of one process queue for SQLite's write lock in the store (not in
+    SQLite's busy handler, which sleeps in steps of up to 100 ms), waiting as long."""
+    store = SqlStore(make_store_url("sqlite", busy_timeout="50"))
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.transaction() as tx:
+            tx.insert_session(session())
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    with pytest.raises(StoreError, match="busy_timeout"), store.transaction():
+        pass
+    release.set()
+    holder.join(10)
+    with store.transaction() as tx:  # the turn is free again
+        assert tx.get_session("s1") == session()
+    store.close()
+
+
 @pytest.mark.parametrize("kind", SQL_KINDS)
 def test_a_locked_session_makes_the_next_writer_wait(
     kind: str, make_store_url: MakeStoreUrl

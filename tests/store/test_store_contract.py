@@ -7,6 +7,7 @@ outboxes hand out work in due order, once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from types import MappingProxyType
@@ -201,6 +202,45 @@ def test_a_batch_finds_only_the_pairs_it_asked_for(store: Store) -> None:
     with store.transaction() as tx:  # s1 logged "a", not "b"; s2 the other way round
         _, logged = tx.lock_for_events([("s1", "b"), ("s2", "a"), ("s2", "b")])
     assert list(logged) == [("s2", "b")]
+
+
+def test_a_reading_finds_what_a_batch_needs_and_keeps_nothing_written_in_it(
+    store: Store,
+) -> None:
+    with store.transaction() as tx:
+        tx.insert_session(session())
+        tx.append_event(event(1, "pay-1"))
+    with store.reading() as view:
+        assert view.read_for_events([("s1", "pay-1"), ("s1", "x"), ("ghost", None)]) == (
+            {"s1": session()},
+            {("s1", "pay-1"): event(1, "pay-1")},
+        )
+        view.update_session(session(state="paid"))  # rolled back when the reading ends
+    with store.transaction() as tx:
+        assert tx.get_session("s1") == session()
+
+
+def test_a_reading_holds_no_lock_a_writer_waits_for(store_kind: str, store: Store) -> None:
+    """The engine plans sends in a reading while other senders commit (planning.py)."""
+    if store_kind == "memory":
+        pytest.skip("the memory store serializes readers and writers with one lock")
+    with store.transaction() as tx:
+        tx.insert_session(session())
+    with store.reading() as view:
+        assert view.read_for_events([("s1", None)])[0]["s1"] == session()
+        writer = threading.Thread(target=_lock_and_update, args=(store,))
+        writer.start()
+        writer.join(timeout=10)
+        assert not writer.is_alive(), "a writer waited for a reading"
+        assert view.get_session("s1") is not None
+    with store.transaction() as tx:
+        assert tx.get_session("s1") == session(state="paid", seq=2)
+
+
+def _lock_and_update(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.lock_for_events([("s1", None)])
+        tx.update_session(session(state="paid", seq=2))
 
 
 def test_queued_writes_are_seen_by_the_next_read_in_the_transaction(store: Store) -> None:

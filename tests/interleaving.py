@@ -1,0 +1,38 @@
+"""A real store with a hook between an engine's plan and its commit (flowengine.planning).
+
+An optimistic engine plans each send outside the write lock, then commits it under the
+lock if the session did not change meanwhile. This wrapper lets "another sender"
+commit at exactly that moment, between the plan and its commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from flowengine.store import Store, Transaction
+
+
+class CommitsInBetween:
+    """A real store whose next write transaction first runs ``meanwhile``: what another
+    sender commits after a plan was made and before it is committed."""
+
+    plan_sends = True
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.url = store.url
+        self.meanwhile: list[Callable[[], object]] = []
+
+    def reading(self) -> AbstractContextManager[Transaction]:
+        return self.store.reading()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        while self.meanwhile:
+            self.meanwhile.pop(0)()
+        with self.store.transaction() as tx:
+            yield tx
+
+    def close(self) -> None:
+        self.store.close()
