@@ -5,8 +5,10 @@ payment_detected, evm.deliver.done, evm.settle.done. Printed side by side, from 
 same run:
 
 * bare python-statemachine (the compiled class, restore + send, no persistence);
-* the engine on memory, SQLite (synchronous FULL and NORMAL) and PostgreSQL
-  (1 and 4 worker processes), one transaction per event and with group commit;
+* the engine on memory, SQLite (synchronous FULL and NORMAL; at FULL also 2 worker
+  processes on one file, whose sends are planned outside SQLite's write lock, see
+  flowengine/planning.py) and PostgreSQL (1 and 4 worker processes), one transaction
+  per event and with group commit;
 * the raw driver (sqlite3 / psycopg) writing the engine's own rows by hand
   (bench/raw_writes.py: captured from one lifecycle, written with hand-written SQL on
   the engine's tables): per event, lock-read the session, look up the event id, insert
@@ -150,7 +152,7 @@ def engine_group_commit(url: str, n: int) -> float:
     return n * len(STEPS) / (ended - began)
 
 
-def _pg_worker(args: tuple[str, int, bool, Any]) -> tuple[float, float]:
+def _worker(args: tuple[str, int, bool, Any]) -> tuple[float, float]:
     url, n, grouped, start = args
     if grouped:
         return group_commit_sends(url, n, start)
@@ -158,7 +160,7 @@ def _pg_worker(args: tuple[str, int, bool, Any]) -> tuple[float, float]:
     return 0.0, 0.0
 
 
-def engine_pg_processes(url: str, n: int, processes: int, grouped: bool = False) -> float:
+def engine_processes(url: str, n: int, processes: int, grouped: bool = False) -> float:
     """Events/s of ``processes`` workers on one database, each with its own sessions.
 
     ``grouped``: each worker group-commits its sends (50 events per commit), as a chain
@@ -169,13 +171,13 @@ def engine_pg_processes(url: str, n: int, processes: int, grouped: bool = False)
     ctx = multiprocessing.get_context("spawn")
     share = n // processes
     with ctx.Manager() as manager, ctx.Pool(processes) as pool:
-        pool.map(_pg_worker, [(url, 5, grouped, None)] * processes)  # warm up imports
+        pool.map(_worker, [(url, 5, grouped, None)] * processes)  # warm up imports
         if grouped:
             start = manager.Barrier(processes)
-            spans = pool.map(_pg_worker, [(url, share, True, start)] * processes)
+            spans = pool.map(_worker, [(url, share, True, start)] * processes)
             wall = max(end for _, end in spans) - min(began for began, _ in spans)
             return share * processes * len(STEPS) / wall
-        elapsed = timed(lambda: pool.map(_pg_worker, [(url, share, False, None)] * processes))
+        elapsed = timed(lambda: pool.map(_worker, [(url, share, False, None)] * processes))
     return share * processes * EVENTS_PER_SESSION / elapsed
 
 
@@ -216,6 +218,41 @@ def raw_sqlite_grouped(path: Path, n: int, synchronous: str) -> float:
     rate = n * len(STEPS) / timed(lambda: raw.send_grouped(db, ids))
     db.close()
     return rate
+
+
+def _raw_sqlite_worker(args: tuple[Path, int, str, bool, Any]) -> tuple[float, float]:
+    path, n, synchronous, grouped, start = args
+    db = sqlite3.connect(path, isolation_level=None, timeout=60)
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("PRAGMA foreign_keys=ON")
+    raw, ids = raw_writes(False), _new_ids(n)
+    if grouped:
+        raw.create_all(db, ids)
+    if start is not None:
+        start.wait()
+    began = time.time()
+    if grouped:
+        raw.send_grouped(db, ids)
+    else:
+        for sid in ids:
+            raw.lifecycle(db, sid)
+    ended = time.time()
+    db.close()
+    return began, ended
+
+
+def raw_sqlite_processes(path: Path, n: int, processes: int, grouped: bool) -> float:
+    """The raw driver in ``processes`` workers on one file (WAL, synchronous FULL),
+    started together; grouped: the 3 sends only, like the engine's grouped rows."""
+    _raw_sqlite_db(path, "FULL").close()  # the engine's tables, WAL on
+    ctx = multiprocessing.get_context("spawn")
+    share = n // processes
+    with ctx.Manager() as manager, ctx.Pool(processes) as pool:
+        pool.map(_raw_sqlite_worker, [(path, 5, "FULL", grouped, None)] * processes)
+        start = manager.Barrier(processes)
+        spans = pool.map(_raw_sqlite_worker, [(path, share, "FULL", grouped, start)] * processes)
+    wall = max(end for _, end in spans) - min(began for began, _ in spans)
+    return share * processes * (len(STEPS) if grouped else EVENTS_PER_SESSION) / wall
 
 
 def _pg_connect(schema: str) -> psycopg.Connection[Any]:
@@ -316,6 +353,19 @@ def main() -> None:
         rows.append(
             (f"engine, SQLite {sync}, group commit 50", grp, f"raw sqlite3 {sync}, grouped", raw_g)
         )
+    raw2 = median(lambda i: raw_sqlite_processes(tmp / f"raw2p{i}.db", n, 2, grouped=False))
+    eng2 = median(lambda i: engine_processes(sqlite_url("e2p", i, "FULL"), n, 2))
+    rows.append(("engine, SQLite FULL, 2 processes", eng2, "raw sqlite3 FULL, 2 processes", raw2))
+    raw2g = median(lambda i: raw_sqlite_processes(tmp / f"raw2g{i}.db", n * 2, 2, grouped=True))
+    eng2g = median(lambda i: engine_processes(sqlite_url("g2p", i, "FULL"), n * 2, 2, True))
+    rows.append(
+        (
+            "engine, SQLite FULL, 2 processes, group 50",
+            eng2g,
+            "raw sqlite3 FULL, 2 proc., grouped",
+            raw2g,
+        )
+    )
 
     schemas: list[str] = []
     try:
@@ -329,10 +379,10 @@ def main() -> None:
         eng1 = median(lambda i: engine_lifecycles(pg_url(fresh()), pn))
         rows.append(("engine, PostgreSQL, 1 process", eng1, "raw psycopg, 1 process", raw1))
         raw4 = median(lambda i: raw_postgres_processes(fresh(), pn * 2, 4))
-        eng4 = median(lambda i: engine_pg_processes(pg_url(fresh()), pn * 2, 4))
+        eng4 = median(lambda i: engine_processes(pg_url(fresh()), pn * 2, 4))
         rows.append(("engine, PostgreSQL, 4 processes", eng4, "raw psycopg, 4 processes", raw4))
         raw4g = median(lambda i: raw_postgres_grouped(fresh(), pn * 2, 4))
-        eng4g = median(lambda i: engine_pg_processes(pg_url(fresh()), pn * 2, 4, grouped=True))
+        eng4g = median(lambda i: engine_processes(pg_url(fresh()), pn * 2, 4, grouped=True))
         rows.append(
             (
                 "engine, PostgreSQL, 4 processes, group 50",
@@ -423,7 +473,7 @@ def floor(name: str, raw: float, bare: float) -> float | None:
     whole write (SQLite NORMAL, group commit) "≤ 2× the raw driver" cannot be reached,
     and this column says how far the engine is from what can.
     """
-    if not raw or "4 processes" in name or "memory" in name:
+    if not raw or "processes" in name or "memory" in name:
         return None
     # The bare rate counts a lifecycle's 4 events (its start is nearly free).
     machine = EVENTS_PER_SESSION / bare * _transitions_per_event(name) / len(STEPS)

@@ -33,7 +33,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -67,6 +67,7 @@ from .statements import (
     Sql,
     compile_statements,
 )
+from .writer import WriterTurn
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -636,11 +637,8 @@ class SqlStore:
         target = _normalize(url)
         self.display_url = target.render_as_string(hide_password=True)
         self.dialect = target.get_backend_name()
-        self._writer = threading.Lock()
-        """SQLite: this process's writers queue here, not in SQLite's busy handler, which
-        polls with sleeps of 1 to 100 ms: a thread would sleep on long after the lock
-        was free. (Other processes' writers still meet this one in the busy handler.)"""
-        self._busy_timeout_s = 0.0
+        self._turn: WriterTurn | None = None
+        """SQLite: writers queue here for the database, not in SQLite's busy handler."""
         self.plan_sends = self.dialect == "sqlite"
         """SQLite's write lock covers the whole database, and WAL readers never wait for
         it: the engine plans sends before taking it (:mod:`flowengine.planning`).
@@ -683,7 +681,6 @@ class SqlStore:
                 f"bad store URL {self.display_url}: busy_timeout={busy_timeout!r} "
                 "is not a number of milliseconds"
             )
-        self._busy_timeout_s = int(str(busy_timeout)) / 1000
         if query:
             raise StoreError(
                 f"bad store URL {self.display_url}: unknown option(s) {', '.join(sorted(query))}; "
@@ -695,6 +692,9 @@ class SqlStore:
                 "for a store without a file use memory://"
             )
         engine = create_engine(target.set(query={}), json_serializer=_dumps, poolclass=NullPool)
+        self._turn = WriterTurn(
+            Path(str(target.database)).resolve(), int(str(busy_timeout)) / 1000, self.display_url
+        )
 
         def on_connect(dbapi_conn: Any, _record: Any) -> None:
             # Take transaction control from pysqlite: the store emits BEGIN IMMEDIATE.
@@ -838,22 +838,10 @@ class SqlStore:
         finally:
             self._release(raw)
 
-    @contextmanager
-    def _write_turn(self) -> Iterator[None]:
-        """On SQLite, hold this process's write turn (waiting at most ``busy_timeout``);
-        PostgreSQL's writers wait for the rows they lock, not for each other."""
-        if self.dialect != "sqlite":
-            yield
-            return
-        if not self._writer.acquire(timeout=self._busy_timeout_s):
-            raise StoreError(
-                f"store {self.display_url}: database is locked (this process's other "
-                f"writers held it for busy_timeout, {self._busy_timeout_s:g} s)"
-            )
-        try:
-            yield
-        finally:
-            self._writer.release()
+    def _write_turn(self) -> AbstractContextManager[None]:
+        """On SQLite, the turn to write the file (:mod:`.writer`); PostgreSQL's writers
+        wait for the rows they lock, not for each other."""
+        return nullcontext() if self._turn is None else self._turn.held()
 
     @contextmanager
     def reading(self) -> Iterator[SqlTransaction]:
@@ -885,6 +873,8 @@ class SqlStore:
             idle, self._idle = self._idle, []
         for raw in idle:
             raw.close()
+        if self._turn is not None:
+            self._turn.close()
         self.engine.dispose()
 
     def __repr__(self) -> str:
