@@ -38,35 +38,7 @@ SENDER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_processes_sending_to_one_session_lose_no_event(
-    kind: str, make_store_url: MakeStoreUrl, tmp_path: Path
-) -> None:
-    url = make_store_url(kind)
-    flow_file = tmp_path / "counter.yaml"
-    flow_file.write_text(COUNTER_FLOW)
-    engine = Engine(FlowRegistry([load_flow(flow_file)]), url, ManualClock())
-    sid = engine.create_session(create_request(flow="counter")).session_id
-    processes, per_process = 3, 40
-    senders = [
-        subprocess.Popen(
-            [sys.executable, "-c", SENDER, url, str(flow_file), sid, f"p{n}", str(per_process)],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(processes)
-    ]
-    for sender in senders:
-        _, err = sender.communicate(timeout=120)
-        assert sender.returncode == 0, err
-    history = engine.history(sid)
-    assert [e.seq for e in history] == list(range(1, processes * per_process + 2))
-    assert {e.event_id for e in history[1:]} == {
-        f"p{n}-{i}" for n in range(processes) for i in range(per_process)
-    }
-    engine.store.close()
-
+KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 BATCH_SENDER = textwrap.dedent(
     """
@@ -75,44 +47,59 @@ BATCH_SENDER = textwrap.dedent(
     from flowengine.flows import FlowRegistry
     from flowengine.spec import load_flow
 
-    store_url, flow_file, ids, name, rounds = sys.argv[1:6]
+    store_url, flow_file, ids, name, count = sys.argv[1:6]
     engine = Engine(FlowRegistry([load_flow(flow_file)]), store_url)
-    for i in range(int(rounds)):
+    for i in range(int(count)):
         batch = [EventInput(sid, "tick", event_id=f"{name}-{i}") for sid in ids.split(",")]
         assert all(not isinstance(r, Exception) for r in engine.send_many(batch))
     """
 )
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_processes_group_committing_to_shared_sessions_lose_no_event(
-    kind: str, make_store_url: MakeStoreUrl, tmp_path: Path
+def ticks_from_processes(
+    url: str, tmp_path: Path, sender: str, sessions: int, processes: int, count: int
 ) -> None:
-    """Every batch of every process touches every session: on SQLite a plan is kept
-    only for the sessions no other process moved since it was made."""
-    url = make_store_url(kind)
+    """``processes`` OS processes run ``sender`` at once, each sending ``count`` ticks
+    (ids ``p<n>-<i>``) to the same ``sessions``; every session must end with every
+    tick logged once, in an unbroken sequence."""
     flow_file = tmp_path / "counter.yaml"
     flow_file.write_text(COUNTER_FLOW)
     engine = Engine(FlowRegistry([load_flow(flow_file)]), url, ManualClock())
-    ids = [engine.create_session(create_request(flow="counter")).session_id for _ in range(8)]
-    processes, rounds = 3, 25
-    args = [str(flow_file), ",".join(ids)]
+    ids = [
+        engine.create_session(create_request(flow="counter")).session_id for _ in range(sessions)
+    ]
     senders = [
         subprocess.Popen(
-            [sys.executable, "-c", BATCH_SENDER, url, *args, f"p{n}", str(rounds)],
+            [sys.executable, "-c", sender, url, str(flow_file), ",".join(ids), f"p{n}", str(count)],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
         )
         for n in range(processes)
     ]
-    for sender in senders:
-        _, err = sender.communicate(timeout=120)
-        assert sender.returncode == 0, err
+    for process in senders:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
     for sid in ids:
         history = engine.history(sid)
-        assert [e.seq for e in history] == list(range(1, processes * rounds + 2))
+        assert [e.seq for e in history] == list(range(1, processes * count + 2))
         assert {e.event_id for e in history[1:]} == {
-            f"p{n}-{i}" for n in range(processes) for i in range(rounds)
+            f"p{n}-{i}" for n in range(processes) for i in range(count)
         }
     engine.store.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_processes_sending_to_one_session_lose_no_event(
+    kind: str, make_store_url: MakeStoreUrl, tmp_path: Path
+) -> None:
+    ticks_from_processes(make_store_url(kind), tmp_path, SENDER, 1, processes=3, count=40)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_processes_group_committing_to_shared_sessions_lose_no_event(
+    kind: str, make_store_url: MakeStoreUrl, tmp_path: Path
+) -> None:
+    """Every batch of every process touches every session: on SQLite a plan is kept
+    only for the sessions no other process moved since it was made."""
+    ticks_from_processes(make_store_url(kind), tmp_path, BATCH_SENDER, 8, processes=3, count=25)
