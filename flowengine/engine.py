@@ -111,7 +111,9 @@ class Engine(Decisions):
         self.store = open_store(store) if isinstance(store, str) else store
         self.clock = clock or SystemClock()
         self.catalog = catalog or Catalog.default()
-        self.optimistic = self.store.plan_sends if optimistic is None else optimistic
+        if optimistic is None:  # a store written before plan_sends existed: no planning
+            optimistic = bool(getattr(self.store, "plan_sends", False))
+        self.optimistic = optimistic
         """Plan each send before taking the write lock (:mod:`flowengine.planning`);
         by default where the store's write lock covers the whole database (SQLite)."""
         self._saved_versions: set[str] = set()
@@ -221,8 +223,8 @@ class Engine(Decisions):
 
     def _send_batch(self, items: Sequence[EventInput]) -> list[SendResult | FlowEngineError]:
         """Apply ``items`` in one write transaction; refused ones come back as their
-        error, in place. When :attr:`optimistic` and another transaction holds the
-        write lock, the batch is planned while it waits (:mod:`flowengine.planning`)."""
+        error, in place. When :attr:`optimistic`, the batch is planned before the write
+        lock is taken (:mod:`flowengine.planning`)."""
         results: dict[int, SendResult | FlowEngineError] = {}
         checked: dict[int, EventInput] = {}
         for index, item in enumerate(items):  # before the batch read uses their ids

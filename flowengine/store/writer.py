@@ -8,13 +8,20 @@ together than one alone. So flowengine's writers take turns here first: threads 
 process on a lock, processes on an advisory lock (``flock``) on a file beside the
 database (``<file>-writer``), tried again within a millisecond at most. SQLite's own
 lock still guards the data; another program writing the file meets it as before.
+
+A forked child must not keep its parent's turn: it would hold the parent's ``flock``
+as long as it lives (a parent killed mid-write would lock every writer out), and a
+thread lock taken by one of the parent's threads would stay taken. So a child closes
+its copy of the lock file and starts with a free thread lock (``register_at_fork``).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,9 +46,10 @@ class WriterTurn:
         self._path = Path(f"{database}-writer")
         self._timeout_s = timeout_s
         self._where = where
+        self._database = database
         self._threads = threading.Lock()
         self._fd: int | None = None
-        self._pid = 0
+        _TURNS.add(self)
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -61,19 +69,33 @@ class WriterTurn:
             self._threads.release()
 
     def close(self) -> None:
-        with self._threads:
-            if self._fd is not None and self._pid == os.getpid():
-                os.close(self._fd)
-            self._fd = None
+        """Close the lock file (a transaction still running keeps its turn to the end)."""
+        if self._threads.acquire(timeout=self._timeout_s):
+            try:
+                fd, self._fd = self._fd, None
+                if fd is not None:
+                    os.close(fd)
+            finally:
+                self._threads.release()
 
     def _file(self) -> int | None:
-        """The lock file, opened once per process: a forked child shares its parent's
-        open file, and so its ``flock``; it opens its own."""
+        """The lock file, opened at the first write, with the database file's mode as
+        SQLite gives its ``-wal`` and ``-shm`` files (whoever may write the database
+        may take the turn)."""
         if fcntl is None:
             return None
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._pid = os.getpid()
+        if self._fd is None:
+            try:
+                mode = stat.S_IMODE(os.stat(self._database).st_mode)
+                fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+                if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+                    os.fchmod(fd, mode)  # the umask narrowed it
+            except OSError as exc:
+                raise StoreError(
+                    f"store {self._where}: cannot open the writers' lock file {self._path}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
+            self._fd = fd
         return self._fd
 
     def _lock_file(self, fd: int, deadline: float) -> None:
@@ -84,13 +106,35 @@ class WriterTurn:
                 return
             except BlockingIOError:
                 pass
+            except OSError as exc:
+                raise StoreError(
+                    f"store {self._where}: cannot lock {self._path}: {exc.strerror or exc}"
+                ) from exc
             if time.monotonic() >= deadline:
                 self._timed_out("another process")
             time.sleep(delay)
             delay = min(delay * 2, _LAST_RETRY_S)
+
+    def _forget_parent(self) -> None:
+        self._threads = threading.Lock()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # this copy only: the parent's flock stays the parent's
 
     def _timed_out(self, holder: str) -> NoReturn:
         raise StoreError(
             f"store {self._where}: database is locked ({holder} held it for "
             f"busy_timeout, {self._timeout_s:g} s)"
         )
+
+
+_TURNS: weakref.WeakSet[WriterTurn] = weakref.WeakSet()
+
+
+def _forget_parents_turns() -> None:
+    for turn in list(_TURNS):
+        turn._forget_parent()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parents_turns)

@@ -3,6 +3,11 @@ itself, locks that hold across connections, and clear errors for bad URLs."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +27,7 @@ from flowengine.store import EffectAttempt, EffectRecord, SessionRecord, open_st
 from flowengine.store.migrate import alembic_config
 from flowengine.store.sql import SqlStore
 from flowengine.store.tables import metadata
+from tests.conftest import ROOT
 
 MakeStoreUrl = Callable[..., str]
 SQL_KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -595,3 +601,69 @@ def test_a_failed_queued_write_surfaces_as_a_store_error_at_the_next_read(
             read_after_a_bad_write()
     assert set(raised) <= {StoreConflict}
     store.close()
+
+
+# --------------------------------------------------------------------------- fork
+
+
+@pytest.mark.parametrize("sql_store", SQL_KINDS, indirect=True)
+def test_a_forked_child_writes_through_connections_of_its_own(sql_store: SqlStore) -> None:
+    """A child forked after the store was used (gunicorn's preload, multiprocessing's
+    fork) must not talk through its parent's connections: both would speak on one."""
+    with sql_store.transaction() as tx:
+        tx.insert_session(session("parent"))  # leaves an idle connection behind
+    pid = os.fork()
+    if pid == 0:  # the child: exit at once whatever happens, never back into pytest
+        code = 1
+        try:
+            with sql_store.transaction() as tx:
+                tx.insert_session(session("child"))
+            sql_store.close()  # closes the child's connections, never the parent's
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with sql_store.transaction() as tx:  # the parent's connection still works
+        tx.insert_session(session("parent-again"))
+        assert tx.get_session("child") == session("child")
+
+
+KILLED_MID_WRITE = textwrap.dedent(
+    """
+    import os, sys, time
+    from flowengine.store.sql import SqlStore
+
+    store = SqlStore(sys.argv[1])
+    with store.transaction() as tx:
+        tx.get_session("s1")              # opens the writers' lock file
+    child = os.fork()
+    if child == 0:
+        time.sleep(30)                    # a helper that never writes, outliving its parent
+        os._exit(0)
+    with store.transaction() as tx:       # holds the turn ...
+        print(child, flush=True)
+        time.sleep(60)                    # ... and is killed here (kill -9, the OOM killer)
+    """
+)
+
+
+def test_a_writer_killed_mid_write_does_not_lock_others_out_through_its_child(
+    make_store_url: MakeStoreUrl,
+) -> None:
+    url = make_store_url("sqlite", busy_timeout="2000")
+    SqlStore(url).close()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_WRITE, url], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    child = int(writer.stdout.readline())
+    writer.kill()
+    writer.wait(10)
+    store = SqlStore(url)
+    try:
+        with store.transaction() as tx:  # the child lives on; the turn is free
+            tx.insert_session(session())
+    finally:
+        os.kill(child, signal.SIGKILL)
+        store.close()
