@@ -11,10 +11,10 @@ whole step or nothing.
 ``send_many`` puts several events (for several sessions) in one transaction — group
 commit — which is how a busy deployment amortises the cost of a durable commit.
 
-Where the store's write lock covers the whole database (SQLite), a send is first
-*planned* without it and committed under it if its session did not change meanwhile
-(:mod:`flowengine.planning`): the state chart, most of a send's work, then runs while
-other processes write, so several processes share the machine's cores.
+Where the store's write lock covers the whole database (SQLite) and other writers keep
+it busy, a send is first *planned* without it and committed under it if its session
+did not change meanwhile (:mod:`flowengine.planning`): the state chart, most of a
+send's work, then runs while other processes write, so they share the machine's cores.
 
 What a person decides (overrides, retries) is in :mod:`flowengine.decisions`; the
 event and its result in :mod:`flowengine.events`.
@@ -111,11 +111,10 @@ class Engine(Decisions):
         self.store = open_store(store) if isinstance(store, str) else store
         self.clock = clock or SystemClock()
         self.catalog = catalog or Catalog.default()
-        if optimistic is None:  # a store written before plan_sends existed: no planning
-            optimistic = bool(getattr(self.store, "plan_sends", False))
         self.optimistic = optimistic
-        """Plan each send before taking the write lock (:mod:`flowengine.planning`);
-        by default where the store's write lock covers the whole database (SQLite)."""
+        """Plan sends before taking the write lock (:mod:`flowengine.planning`): always
+        (True), never (False), or when the store says so (None, the default: on SQLite
+        while other writers keep it waiting)."""
         self._saved_versions: set[str] = set()
 
     # -- sessions ---------------------------------------------------------------------
@@ -223,8 +222,8 @@ class Engine(Decisions):
 
     def _send_batch(self, items: Sequence[EventInput]) -> list[SendResult | FlowEngineError]:
         """Apply ``items`` in one write transaction; refused ones come back as their
-        error, in place. When :attr:`optimistic`, the batch is planned before the write
-        lock is taken (:mod:`flowengine.planning`)."""
+        error, in place. The batch may be planned before the write lock is taken
+        (:attr:`optimistic`, :mod:`flowengine.planning`)."""
         results: dict[int, SendResult | FlowEngineError] = {}
         checked: dict[int, EventInput] = {}
         for index, item in enumerate(items):  # before the batch read uses their ids
@@ -240,10 +239,16 @@ class Engine(Decisions):
             (session_id, list(indexes))
             for session_id, indexes in groupby(order, key=lambda i: checked[i].session_id)
         ]
-        plans = self._plan(checked, groups) if self.optimistic and groups else {}
+        plans = self._plan(checked, groups) if groups and self._plans_now() else {}
         with self.store.transaction() as tx:
             self._commit_batch(tx, checked, groups, plans, results)
         return [results[index] for index in range(len(items))]
+
+    def _plans_now(self) -> bool:
+        if self.optimistic is not None:
+            return self.optimistic
+        # A store written before plan_sends existed does not plan.
+        return bool(getattr(self.store, "plan_sends", False))
 
     def _plan(
         self, checked: Mapping[int, EventInput], groups: Sequence[tuple[str, list[int]]]

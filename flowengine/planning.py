@@ -4,7 +4,9 @@ SQLite has one write lock for the whole database. An engine that held it while t
 state chart runs (more than half of a grouped send) would let no other writer in
 meanwhile: a second process, or a second thread whose commit is waiting for the disk,
 queues behind Python work that reads nothing but the session. So a send is applied in
-two passes (``Engine(optimistic=True)``, the default where the store says so):
+two passes, always with ``Engine(optimistic=True)``, and by default while the store
+reports that its writers keep finding the lock taken (``Store.plan_sends``; a process
+alone never waits, and pays nothing for plans it does not need):
 
 1. **plan** — in a read transaction (:meth:`Store.reading`: no write lock taken, none
    waited for), each session's events go through the engine exactly as they would

@@ -17,14 +17,16 @@ class CommitsInBetween:
     """A real store whose next write transaction first runs ``meanwhile``: what another
     sender commits after a plan was made and before it is committed."""
 
-    plan_sends = True
-
     def __init__(self, store: Store) -> None:
         self.store = store
         self.url = store.url
+        self.plan_sends = True
+        self.readings = 0
+        """How many read transactions (plans) were opened."""
         self.meanwhile: list[Callable[[], object]] = []
 
     def reading(self) -> AbstractContextManager[Transaction]:
+        self.readings += 1
         return self.store.reading()
 
     @contextmanager

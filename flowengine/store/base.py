@@ -252,10 +252,13 @@ class Store(Protocol):
     """A durable (or, for tests and demos, in-memory) home for sessions and outboxes."""
 
     url: str
-    plan_sends: bool
-    """Whether the engine should, by default, plan sends before taking the write lock
-    (:mod:`flowengine.planning`): true where one write transaction at a time runs on
-    the whole database and reads do not wait for it (SQLite in WAL mode)."""
+
+    @property
+    def plan_sends(self) -> bool:
+        """Whether the engine should, unless told otherwise, plan its next sends before
+        taking the write lock (:mod:`flowengine.planning`): where one write transaction
+        at a time runs on the whole database and reads do not wait for it (SQLite in
+        WAL mode), while its writers keep finding the lock taken. Read per batch."""
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 

@@ -641,10 +641,6 @@ class SqlStore:
         self.dialect = target.get_backend_name()
         self._turn: WriterTurn | None = None
         """SQLite: writers queue here for the database, not in SQLite's busy handler."""
-        self.plan_sends = self.dialect == "sqlite"
-        """SQLite's write lock covers the whole database, and WAL readers never wait for
-        it: the engine plans sends before taking it (:mod:`flowengine.planning`).
-        PostgreSQL locks rows: sends to different sessions run at once already."""
         query = dict(target.query)
         self.pool = PoolLimits.from_query(query, self.display_url)
         target = target.set(query=query)
@@ -840,6 +836,14 @@ class SqlStore:
             self._backend.raise_store_error(exc)
         finally:
             self._release(raw)
+
+    @property
+    def plan_sends(self) -> bool:
+        """SQLite's write lock covers the whole database, and WAL readers never wait
+        for it: while this store's writers often find it taken, the engine plans sends
+        before taking it (:mod:`flowengine.planning`). PostgreSQL locks rows: sends to
+        different sessions run at once already."""
+        return self._turn is not None and self._turn.contended
 
     def _write_turn(self) -> AbstractContextManager[None]:
         """On SQLite, the turn to write the file (:mod:`.writer`); PostgreSQL's writers

@@ -9,6 +9,10 @@ process on a lock, processes on an advisory lock (``flock``) on a file beside th
 database (``<file>-writer``), tried again within a millisecond at most. SQLite's own
 lock still guards the data; another program writing the file meets it as before.
 
+Whether writers have lately had to wait here is also what tells the engine to plan
+its sends outside the lock (:attr:`WriterTurn.contended`, see
+:mod:`flowengine.planning`): a process alone never waits and pays nothing for plans.
+
 A forked child must not keep its parent's turn: it would hold the parent's ``flock``
 as long as it lives (a parent killed mid-write would lock every writer out), and a
 thread lock taken by one of the parent's threads would stay taken. So a child closes
@@ -36,6 +40,10 @@ except ImportError:  # not POSIX: the processes meet in SQLite's busy handler on
 
 _FIRST_RETRY_S = 0.0001
 _LAST_RETRY_S = 0.001
+_WEIGHT = 0.1
+"""Of the latest turn in the share of recent turns that had to wait (a moving average)."""
+CONTENDED = 0.05
+"""The share above which the writers count as contended: one turn in twenty waited."""
 
 
 class WriterTurn:
@@ -49,17 +57,26 @@ class WriterTurn:
         self._database = database
         self._threads = threading.Lock()
         self._fd: int | None = None
+        self._waited = 0.0
         _TURNS.add(self)
+
+    @property
+    def contended(self) -> bool:
+        """Whether lately other writers, threads or processes, often held the turn
+        when this store's writers came for it."""
+        return self._waited > CONTENDED
 
     @contextmanager
     def held(self) -> Iterator[None]:
         deadline = time.monotonic() + self._timeout_s
-        if not self._threads.acquire(timeout=self._timeout_s):
+        waited = not self._threads.acquire(blocking=False)
+        if waited and not self._threads.acquire(timeout=self._timeout_s):
             self._timed_out("this process's other writers")
         try:
             fd = self._file()
             if fd is not None:
-                self._lock_file(fd, deadline)
+                waited = self._lock_file(fd, deadline) or waited
+            self._waited += _WEIGHT * (waited - self._waited)
             try:
                 yield
             finally:
@@ -98,14 +115,16 @@ class WriterTurn:
             self._fd = fd
         return self._fd
 
-    def _lock_file(self, fd: int, deadline: float) -> None:
+    def _lock_file(self, fd: int, deadline: float) -> bool:
+        """Take the file's lock; whether another process held it first."""
         delay = _FIRST_RETRY_S
+        waited = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                return waited
             except BlockingIOError:
-                pass
+                waited = True
             except OSError as exc:
                 raise StoreError(
                     f"store {self._where}: cannot lock {self._path}: {exc.strerror or exc}"

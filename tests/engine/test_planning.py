@@ -160,3 +160,16 @@ def test_a_late_refund_reads_effects_so_it_is_applied_under_the_lock(
     with engine.store.transaction() as tx:
         refunds = [e.params for e in tx.effects(sid) if e.key.endswith(":late")]
     assert refunds == [{"units": 7_000_000}]
+
+
+def test_by_default_an_engine_plans_while_its_store_says_writers_contend(
+    store: CommitsInBetween, flows: FlowRegistry, clock: ManualClock
+) -> None:
+    engine = Engine(flows, store, clock)  # optimistic=None: ask the store each batch
+    sid = engine.create_session(create_request()).session_id
+    store.plan_sends = False  # a process alone: no plan, no read transaction
+    engine.send(sid, "payment_detected", PAYMENT)
+    assert store.readings == 0
+    store.plan_sends = True  # other writers keep the lock busy
+    engine.send(sid, "evm.deliver.done", DELIVERED)
+    assert store.readings == 1

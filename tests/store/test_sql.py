@@ -196,6 +196,38 @@ def test_writers_of_one_store_take_turns_and_give_up_after_busy_timeout(
     store.close()
 
 
+def test_a_sqlite_store_asks_for_plans_while_its_writers_keep_waiting(
+    make_store_url: MakeStoreUrl,
+) -> None:
+    """What the engine's default reads (Store.plan_sends): alone, a store's writers
+    never wait and sends are not planned; once they wait for another process, they
+    are, until turns come without waiting again."""
+    url = make_store_url("sqlite")
+    store, other = open_twice(url)
+    assert not store.plan_sends
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with other.transaction():
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    threading.Timer(0.05, release.set).start()
+    with store.transaction():  # waits for the other store's turn to end
+        pass
+    holder.join(10)
+    assert store.plan_sends
+    for _ in range(10):  # turns taken at once: the waiting fades
+        with store.transaction():
+            pass
+    assert not store.plan_sends
+    store.close()
+    other.close()
+
+
 @pytest.mark.parametrize("kind", SQL_KINDS)
 def test_a_locked_session_makes_the_next_writer_wait(
     kind: str, make_store_url: MakeStoreUrl
