@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import groupby
 from typing import Any
 
@@ -45,7 +45,7 @@ from .flows import FlowRegistry, UnknownFlow, save_version_in
 from .jsonvalue import plain
 from .migration import migrate, migration_target
 from .outbox import request_rows, write_requests
-from .planning import Draft, NeedsLock
+from .planning import Draft, NeedsLock, Plan
 from .sessions import (
     Catalog,
     CreateSessionRequest,
@@ -252,12 +252,12 @@ class Engine(Decisions):
 
     def _plan(
         self, checked: Mapping[int, EventInput], groups: Sequence[tuple[str, list[int]]]
-    ) -> dict[str, _Plan]:
+    ) -> dict[str, Plan]:
         """Each session's events applied to a :class:`Draft` in a read transaction, no
         write lock held (see :mod:`flowengine.planning`). A session whose plan needs
         more than its own rows, or fails for another reason than a refusal, gets none:
         it is applied under the lock, where such a failure is reported as usual."""
-        plans: dict[str, _Plan] = {}
+        plans: dict[str, Plan] = {}
         with self.store.reading() as view:
             sessions, known_events = view.read_for_events(
                 [(checked[i].session_id, checked[i].event_id) for _, group in groups for i in group]
@@ -270,7 +270,7 @@ class Engine(Decisions):
                     self._apply_group(draft, checked, group, base, known_events, results)
                 except (NeedsLock, FlowEngineError):
                     continue
-                plans[session_id] = _Plan(draft, results)
+                plans[session_id] = Plan(draft, results)
         return plans
 
     def _commit_batch(
@@ -278,7 +278,7 @@ class Engine(Decisions):
         tx: Transaction,
         checked: Mapping[int, EventInput],
         groups: Sequence[tuple[str, list[int]]],
-        plans: Mapping[str, _Plan],
+        plans: Mapping[str, Plan],
         results: dict[int, SendResult | FlowEngineError],
     ) -> None:
         """Apply the batch in ``tx``: a session whose plan read its current ``seq`` gets
@@ -295,7 +295,7 @@ class Engine(Decisions):
         for session_id, group in groups:
             record = locked.get(session_id)
             plan = plans.get(session_id)
-            if plan is not None and plan.draft.base_seq == (record.seq if record else None):
+            if plan is not None and plan.holds_for(record):
                 plan.draft.replay(tx)
                 results.update(plan.results)
                 continue
@@ -328,6 +328,31 @@ class Engine(Decisions):
                     )
             except _REFUSALS as exc:
                 results[index] = exc
+
+    def plan_event(self, item: EventInput) -> Plan | None:
+        """``item`` applied to a draft outside any write transaction, for
+        :meth:`apply_planned` (a worker that must check its own rows under the lock
+        first); None when plans do not pay now or this one needs the lock."""
+        if not self._plans_now():
+            return None
+        try:
+            checked = {0: _checked(item)}
+        except ValidationError:
+            return None  # refused again under the lock, where it is reported
+        return self._plan(checked, [(item.session_id, [0])]).get(item.session_id)
+
+    def apply_planned(
+        self, tx: Transaction, item: EventInput, plan: Plan | None, record: SessionRecord
+    ) -> SendResult:
+        """:meth:`apply` for a session ``tx`` has locked (``record``): the plan's
+        writes if the session is still the one planned on, else the event afresh."""
+        if plan is None or not plan.holds_for(record):
+            return self.apply(tx, item, locked=record)
+        plan.draft.replay(tx)
+        (result,) = plan.results.values()
+        if isinstance(result, FlowEngineError):
+            raise result
+        return result
 
     def apply(
         self,
@@ -646,14 +671,6 @@ class Engine(Decisions):
             return None
         save_version_in(tx, spec, now)
         return spec.content_hash
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """One session's events applied to a draft outside the lock, and their results."""
-
-    draft: Draft
-    results: Mapping[int, SendResult | FlowEngineError]
 
 
 def _checked(item: EventInput) -> EventInput:

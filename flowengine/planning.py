@@ -27,9 +27,12 @@ stops the plan of that session (:class:`NeedsLock`); it is then applied under th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import NoReturn
 
+from .errors import FlowEngineError
+from .events import SendResult
 from .store import (
     EffectAttempt,
     EffectRecord,
@@ -195,3 +198,16 @@ class Draft:
 
     def events_of_flow(self, flow_name: str) -> list[EventRecord]:
         self._needs_lock("events_of_flow")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One session's events applied to a :class:`Draft` outside the write lock, and
+    their results (by the events' places in their batch)."""
+
+    draft: Draft
+    results: Mapping[int, SendResult | FlowEngineError]
+
+    def holds_for(self, record: SessionRecord | None) -> bool:
+        """Whether the session, as now read under the lock, is the one planned on."""
+        return self.draft.base_seq == (record.seq if record else None)

@@ -14,8 +14,9 @@ from flowengine.store import Store, Transaction
 
 
 class CommitsInBetween:
-    """A real store whose next write transaction first runs ``meanwhile``: what another
-    sender commits after a plan was made and before it is committed."""
+    """A real store whose first write transaction after a plan (a ``reading()``) runs
+    ``meanwhile`` before it opens: what another sender commits after a plan was made
+    and before it is committed."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -24,15 +25,19 @@ class CommitsInBetween:
         self.readings = 0
         """How many read transactions (plans) were opened."""
         self.meanwhile: list[Callable[[], object]] = []
+        self._planned = False
 
     def reading(self) -> AbstractContextManager[Transaction]:
         self.readings += 1
+        self._planned = True
         return self.store.reading()
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        while self.meanwhile:
-            self.meanwhile.pop(0)()
+        if self._planned:  # the first write transaction after a plan: its commit
+            self._planned = False
+            while self.meanwhile:
+                self.meanwhile.pop(0)()
         with self.store.transaction() as tx:
             yield tx
 

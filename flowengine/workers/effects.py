@@ -19,7 +19,9 @@
    answered stays on record even if the outcome cannot be applied). Then, in one
    transaction, apply the outcome event (``<effect>.done`` for ``ok``,
    ``<effect>.failed``) with an event id derived from the key (so a duplicate feed is
-   a no-op), and close the outbox row. An outcome the session's state no longer
+   a no-op), and close the outbox row. Where sends are planned outside the write lock
+   (:mod:`flowengine.planning`), so is the outcome: only the checks of the effect row
+   and the plan's writes run under it. An outcome the session's state no longer
    accepts is still logged, counted and reported for review: money that moved never
    disappears.
 5. ``pending`` and ``unknown`` are not answers: the runner asks ``status_of`` again on
@@ -276,13 +278,17 @@ class EffectRunner:
 
     def _finish(self, effect: EffectRecord, result: EffectResult) -> None:
         now = self.engine.clock.now_ms()
+        # A definite outcome's event is known now: plan it before taking the lock, as
+        # sends are while the store's writers contend (flowengine.planning).
+        suffix = OUTCOME_EVENTS.get(result.outcome)
+        plan = None if suffix is None else self.engine.plan_event(_outcome(effect, result, suffix))
         with self.engine.store.transaction() as tx:
-            tx.get_session(effect.session_id, for_update=True)
+            record = tx.get_session(effect.session_id, for_update=True)
             current = tx.get_effect(effect.key, for_update=True)
             if not self._still_mine(current, effect):
                 return  # another runner took over after our lease ran out: its result wins
             assert current is not None
-            suffix = OUTCOME_EVENTS.get(result.outcome)
+            assert record is not None  # effects refer to their session
             if suffix is None:
                 wait = self.retry.next_look(effect.attempts, self._schedule(tx, effect))
                 if wait is not None:
@@ -298,16 +304,10 @@ class EffectRunner:
                     )
                     return
                 suffix = result.outcome  # the schedule ran out: report pending/unknown
-            item = EventInput(
-                effect.session_id,
-                f"{effect.effect}.{suffix}",
-                dict(result.payload),
-                event_id=f"effect:{effect.key}:{suffix}",
-                meta={"effect": effect.key, "attempt": effect.attempts},
-            )
+            item = _outcome(effect, result, suffix)
             note = None
             try:
-                self.engine.apply(tx, item)
+                self.engine.apply_planned(tx, item, plan, record)
             except TransitionNotAllowed as exc:
                 note = f"outcome logged but not applied: {exc}"
                 self.engine.record_unapplied(tx, item, note)
@@ -370,6 +370,18 @@ class EffectRunner:
                     last_error=_text(reason),
                 )
                 tx.update_effect(retry)
+
+
+def _outcome(effect: EffectRecord, result: EffectResult, suffix: str) -> EventInput:
+    """The event that feeds ``result`` back: ``<effect>.<suffix>``, its id derived from
+    the key, so a duplicate feed is a no-op."""
+    return EventInput(
+        effect.session_id,
+        f"{effect.effect}.{suffix}",
+        dict(result.payload),
+        event_id=f"effect:{effect.key}:{suffix}",
+        meta={"effect": effect.key, "attempt": effect.attempts},
+    )
 
 
 def _calls_cut_short(attempts: list[EffectAttempt]) -> int:

@@ -11,14 +11,17 @@ two senders one after the other would give: nothing lost, nothing applied twice.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from flowengine.adapters.ledger import LedgerAdapter
 from flowengine.clock import ManualClock
 from flowengine.engine import Engine, EventInput, SendResult
 from flowengine.flows import FlowRegistry
 from flowengine.spec import load_flow
 from flowengine.store import open_store
+from flowengine.workers import EffectRunner
 from tests.conftest import FLOWS
 from tests.factories import create_request
 from tests.interleaving import CommitsInBetween
@@ -173,3 +176,28 @@ def test_by_default_an_engine_plans_while_its_store_says_writers_contend(
     store.plan_sends = True  # other writers keep the lock busy
     engine.send(sid, "evm.deliver.done", DELIVERED)
     assert store.readings == 1
+
+
+def test_an_outcome_planned_by_the_runner_is_decided_again_if_the_session_moved(
+    store: CommitsInBetween, planned: Engine, other: Engine, tmp_path: Path
+) -> None:
+    """The effect runner plans a definite outcome before its finishing transaction too
+    (Engine.plan_event / apply_planned); its own checks of the effect row stay under
+    the lock. Here another report moves the session in between."""
+    ledger = LedgerAdapter(tmp_path / "ledger.db")
+    runner = EffectRunner(planned, dict.fromkeys(("evm.deliver", "evm.refund"), ledger))
+    sid = planned.create_session(create_request()).session_id
+    other.send(sid, "payment_detected", PAYMENT)
+    # Between the runner's plan of evm.deliver.done (paid -> delivered) and its commit,
+    # a watcher reports the delivery reverted: the session goes to refunding.
+    store.meanwhile.append(lambda: other.send(sid, "evm.deliver.failed"))
+    runner.run_once()
+    assert planned.record(sid).state == "refunding"
+    outcome = planned.history(sid)[-1]
+    assert (outcome.event, outcome.source, outcome.target) == (
+        "evm.deliver.done",
+        "refunding",
+        "refunding",
+    )
+    assert outcome.meta["applied"] is False  # logged, counted, reported: never a transition
+    assert planned.record(sid).data["amounts"]["delivered"] == 25_000_000
