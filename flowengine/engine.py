@@ -239,12 +239,13 @@ class Engine(Decisions):
             (session_id, list(indexes))
             for session_id, indexes in groupby(order, key=lambda i: checked[i].session_id)
         ]
-        plans = self._plan(checked, groups) if groups and self._plans_now() else {}
+        plans = self._plan(checked, groups) if groups and self.plans_now() else {}
         with self.store.transaction() as tx:
             self._commit_batch(tx, checked, groups, plans, results)
         return [results[index] for index in range(len(items))]
 
-    def _plans_now(self) -> bool:
+    def plans_now(self) -> bool:
+        """Whether the next sends are planned before the write lock is taken."""
         if self.optimistic is not None:
             return self.optimistic
         # A store written before plan_sends existed does not plan.
@@ -333,7 +334,7 @@ class Engine(Decisions):
         """``item`` applied to a draft outside any write transaction, for
         :meth:`apply_planned` (a worker that must check its own rows under the lock
         first); None when plans do not pay now or this one needs the lock."""
-        if not self._plans_now():
+        if not self.plans_now():
             return None
         try:
             checked = {0: _checked(item)}
@@ -342,12 +343,17 @@ class Engine(Decisions):
         return self._plan(checked, [(item.session_id, [0])]).get(item.session_id)
 
     def apply_planned(
-        self, tx: Transaction, item: EventInput, plan: Plan | None, record: SessionRecord
+        self,
+        tx: Transaction,
+        item: EventInput,
+        plan: Plan | None,
+        record: SessionRecord,
+        known_events: Mapping[tuple[str, str], EventRecord] | None = None,
     ) -> SendResult:
         """:meth:`apply` for a session ``tx`` has locked (``record``): the plan's
         writes if the session is still the one planned on, else the event afresh."""
         if plan is None or not plan.holds_for(record):
-            return self.apply(tx, item, locked=record)
+            return self.apply(tx, item, locked=record, known_events=known_events)
         plan.draft.replay(tx)
         (result,) = plan.results.values()
         if isinstance(result, FlowEngineError):

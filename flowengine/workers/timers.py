@@ -5,16 +5,20 @@ This worker claims due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so worker
 several machines split them) and, in the *same* transaction, applies the timer's event
 and marks the row fired: a crash before commit leaves the timer pending, a commit
 leaves it fired, never both. A timer whose session has left the state that scheduled
-it (its ``entered_seq`` no longer matches) is marked cancelled instead.
+it (its ``entered_seq`` no longer matches) is marked cancelled instead. Where sends are
+planned outside the write lock (:mod:`flowengine.planning`), so are the due timers'
+events: under the lock a plan is used only for a session that did not change.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 
 from ..engine import Engine, EventInput
 from ..errors import StoreError, TransitionNotAllowed
+from ..planning import Plan
 from ..store import TimerRecord, Transaction
 from .loop import run_until
 
@@ -34,9 +38,10 @@ class TimerWorker:
         transaction, so the broken timer is marked ``failed`` and the others still fire.
         """
         now = self.engine.clock.now_ms()
+        plans = self._plan_due(now) if self.engine.plans_now() else {}
         try:
             with self.engine.store.transaction() as tx:
-                return self._fire_due(tx, now, self.batch)
+                return self._fire_due(tx, now, self.batch, plans=plans)
         except StoreError:
             raise
         except Exception:
@@ -59,8 +64,20 @@ class TimerWorker:
             fired += count
         return fired
 
+    def _plan_due(self, now: int) -> dict[int, Plan]:
+        """The events of the timers due now, each planned outside the write lock."""
+        with self.engine.store.reading() as view:
+            due = view.claim_due_timers(now, self.batch)  # read only: rolled back
+        plans = ((timer.timer_id, self.engine.plan_event(_fired(timer))) for timer in due)
+        return {timer_id: plan for timer_id, plan in plans if plan is not None}
+
     def _fire_due(
-        self, tx: Transaction, now: int, limit: int, attempted: list[TimerRecord] | None = None
+        self,
+        tx: Transaction,
+        now: int,
+        limit: int,
+        attempted: list[TimerRecord] | None = None,
+        plans: Mapping[int, Plan] | None = None,
     ) -> int:
         fired = 0
         timers = tx.claim_due_timers(now, limit)
@@ -71,23 +88,15 @@ class TimerWorker:
             if attempted is not None:
                 attempted.append(timer)
             record = sessions.get(timer.session_id)
-            current = (
-                record is not None
-                and record.state == timer.state
-                and record.entered_seq == timer.entered_seq
-            )
-            if not current:
-                tx.finish_timer(timer.timer_id, "cancelled")
+            if record is None or (record.state, record.entered_seq) != (
+                timer.state,
+                timer.entered_seq,
+            ):
+                tx.finish_timer(timer.timer_id, "cancelled")  # the session moved on
                 continue
-            item = EventInput(
-                timer.session_id,
-                timer.event,
-                {},
-                event_id=_event_id(timer),
-                meta={"timer": timer.timer_id, "due_at": timer.due_at},
-            )
+            plan = (plans or {}).get(timer.timer_id)
             try:
-                result = self.engine.apply(tx, item, locked=record, known_events=known)
+                result = self.engine.apply_planned(tx, _fired(timer), plan, record, known)
             except TransitionNotAllowed:
                 tx.finish_timer(timer.timer_id, "cancelled")
                 continue
@@ -112,6 +121,17 @@ class TimerWorker:
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
         run_until(stop, self.run_once, idle_seconds)
+
+
+def _fired(timer: TimerRecord) -> EventInput:
+    """The timer's event, as it is applied when the timer fires."""
+    return EventInput(
+        timer.session_id,
+        timer.event,
+        {},
+        event_id=_event_id(timer),
+        meta={"timer": timer.timer_id, "due_at": timer.due_at},
+    )
 
 
 def _event_id(timer: TimerRecord) -> str:

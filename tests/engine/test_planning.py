@@ -21,7 +21,7 @@ from flowengine.engine import Engine, EventInput, SendResult
 from flowengine.flows import FlowRegistry
 from flowengine.spec import load_flow
 from flowengine.store import open_store
-from flowengine.workers import EffectRunner
+from flowengine.workers import EffectRunner, TimerWorker
 from tests.conftest import FLOWS
 from tests.factories import create_request
 from tests.interleaving import CommitsInBetween
@@ -201,3 +201,27 @@ def test_an_outcome_planned_by_the_runner_is_decided_again_if_the_session_moved(
     )
     assert outcome.meta["applied"] is False  # logged, counted, reported: never a transition
     assert planned.record(sid).data["amounts"]["delivered"] == 25_000_000
+
+
+def test_a_timer_planned_before_its_session_changed_is_fired_afresh(
+    store: CommitsInBetween, clock: ManualClock
+) -> None:
+    """The timer worker plans the due timers' events too. Here a payment that must wait
+    for the amount to be chosen (``defer``) is logged between the plan and the commit:
+    same state, new seq, so the expiry is applied afresh, and the waiting payment is
+    then offered to the expired session: a late payment, reported, never lost."""
+    text = (FLOWS / "deposit.yaml").read_text().replace("version: 1\n", "version: defer\n", 1)
+    flows = FlowRegistry([load_flow("deposit.yaml", text=text + "\ndefer: payment_detected\n")])
+    engine = Engine(flows, store, clock, optimistic=True)
+    other = Engine(flows, store.store, clock, optimistic=False)
+    sid = engine.create_session(create_request(amount=None, expiresIn=60)).session_id
+    clock.advance(61)
+    store.meanwhile.append(lambda: other.send(sid, "payment_detected", PAYMENT))
+    assert TimerWorker(engine).run_once() == 1
+    assert steps(engine, sid) == [
+        (1, "session.created", "", "created"),
+        (2, "payment_detected", "created", "created"),  # deferred
+        (3, "expire", "created", "expired"),
+        (4, "payment_detected", "expired", "expired"),  # late: on_late's review
+    ]
+    assert engine.record(sid).data["amounts"]["received"] == 25_000_000
