@@ -263,8 +263,9 @@ class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     def reading(self) -> AbstractContextManager[Transaction]:
-        """A transaction for reads that takes no write lock and waits for none: other
-        transactions commit meanwhile. It is rolled back when it ends, so nothing
-        written in it is kept."""
+        """A transaction for reads, rolled back when it ends (nothing written in it is
+        kept). On SQLite and PostgreSQL it takes no write lock and waits for none, so
+        other transactions commit meanwhile; the memory store runs it under its one
+        lock, like every transaction."""
 
     def close(self) -> None: ...
