@@ -45,7 +45,7 @@ from .flows import FlowRegistry, UnknownFlow, save_version_in
 from .jsonvalue import plain
 from .migration import migrate, migration_target
 from .outbox import request_rows, write_requests
-from .planning import Draft, NeedsLock, Plan
+from .planning import Draft, Plan
 from .sessions import (
     Catalog,
     CreateSessionRequest,
@@ -257,7 +257,7 @@ class Engine(Decisions):
         """Each session's events applied to a :class:`Draft` in a read transaction, no
         write lock held (see :mod:`flowengine.planning`). A session whose plan needs
         more than its own rows, or fails for another reason than a refusal, gets none:
-        it is applied under the lock, where such a failure is reported as usual."""
+        it is applied under the lock, where such a failure is met as without planning."""
         plans: dict[str, Plan] = {}
         with self.store.reading() as view:
             sessions, known_events = view.read_for_events(
@@ -269,7 +269,7 @@ class Engine(Decisions):
                 results: dict[int, SendResult | FlowEngineError] = {}
                 try:
                     self._apply_group(draft, checked, group, base, known_events, results)
-                except (NeedsLock, FlowEngineError):
+                except Exception:  # NeedsLock, or a failure the lock path will report
                     continue
                 plans[session_id] = Plan(draft, results)
         return plans
@@ -338,9 +338,12 @@ class Engine(Decisions):
             return None
         try:
             checked = {0: _checked(item)}
-        except ValidationError:
-            return None  # refused again under the lock, where it is reported
-        return self._plan(checked, [(item.session_id, [0])]).get(item.session_id)
+            return self._plan(checked, [(item.session_id, [0])]).get(item.session_id)
+        except Exception:
+            # No plan, whatever went wrong (a refused payload, a guard with a bug, the
+            # store): the worker applies the event under the lock after its own checks,
+            # and meets the same failure there, where it knows what to do with it.
+            return None
 
     def apply_planned(
         self,

@@ -334,11 +334,14 @@ class EffectRunner:
         return state.poll_delays() if state is not None else None
 
     def _park(self, effect: EffectRecord, reason: str) -> None:
-        """Mark an effect whose outcome could not be handled for a person to look at."""
+        """Mark an effect whose outcome could not be handled for a person to look at,
+        unless another runner has taken it over meanwhile: its attempt stands."""
         with self.engine.store.transaction() as tx:
             tx.get_session(effect.session_id, for_update=True)
             current = tx.get_effect(effect.key, for_update=True)
-            if current is not None and current.status in ("running", "pending"):
+            if current is None or current.status not in ("running", "pending"):
+                return
+            if current.status == "pending" or self._still_mine(current, effect):
                 tx.update_effect(
                     replace(current, status="review", lease_until=None, last_error=_text(reason))
                 )

@@ -67,7 +67,9 @@ class TimerWorker:
     def _plan_due(self, now: int) -> dict[int, Plan]:
         """The events of the timers due now, each planned outside the write lock."""
         with self.engine.store.reading() as view:
-            due = view.claim_due_timers(now, self.batch)  # read only: rolled back
+            # Rolled back: on PostgreSQL (optimistic=True) the rows are locked only
+            # until then, and SKIP LOCKED never makes another worker wait for them.
+            due = view.claim_due_timers(now, self.batch)
         plans = ((timer.timer_id, self.engine.plan_event(_fired(timer))) for timer in due)
         return {timer_id: plan for timer_id, plan in plans if plan is not None}
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from flowengine import amounts
 from flowengine.adapters.base import EffectCall, EffectResult
 from flowengine.adapters.ledger import LedgerAdapter
 from flowengine.clock import ManualClock, SystemClock
@@ -148,6 +149,50 @@ def test_a_runner_whose_lease_ran_out_does_not_act_on_its_old_claim(
     slow._run(stale_claim)  # the slow runner finally gets to its old claim
     assert [effect for _, effect, _ in ledger.transfers()] == ["evm.deliver", "evm.settle"]
     assert engine.get(sid).status == "completed"
+
+
+@pytest.mark.parametrize("planned", [False, True], ids=["under the lock", "planned"])
+def test_a_runner_whose_outcome_fails_after_a_takeover_leaves_the_new_claim_alone(
+    engine: Engine, clock: ManualClock, planned: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runner A's lease runs out during its call and runner B takes the effect over;
+    then A's outcome meets a bug. A must neither park B's claim nor drop B's result,
+    whether or not it planned the outcome before its checks."""
+    engine.optimistic = planned
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    done = EffectResult("ok", {"units": 25_000_000, "txHash": "0x" + "cd" * 32})
+    taken: list[EffectRecord] = []
+    bug = [False]
+    real_apply = amounts.apply
+
+    def apply_with_a_bug(moved: Any, event: str, payload: Any) -> Any:
+        if bug[0]:
+            raise RuntimeError("a bug on the outcome path")
+        return real_apply(moved, event, payload)
+
+    monkeypatch.setattr(amounts, "apply", apply_with_a_bug)
+
+    class TakenOverDuringTheCall:
+        def perform(self, call: EffectCall) -> EffectResult:
+            clock.advance(2)  # A's lease (1 s) runs out; B claims the effect
+            with engine.store.transaction() as tx:
+                taken.extend(tx.claim_effects(clock.now_ms(), 1, "runner-B", 60_000))
+            bug[0] = True  # the bug bites A's outcome only
+            return done
+
+        def status_of(self, key: str) -> EffectResult:
+            return done
+
+    adapter = {"evm.deliver": TakenOverDuringTheCall()}
+    EffectRunner(engine, adapter, worker_id="runner-A", lease_ms=1000).run_once()
+    (claim_b,) = taken
+    bug[0] = False
+    EffectRunner(engine, adapter, worker_id="runner-B", lease_ms=60_000)._run(claim_b)
+    with engine.store.transaction() as tx:
+        (deliver,) = [e for e in tx.effects(sid) if e.effect == "evm.deliver"]
+    assert (deliver.status, deliver.claimed_by) == ("done", "runner-B")
+    assert engine.get(sid).status == "delivered"
 
 
 TIMEOUT_FLOW = (FLOWS / "deposit.yaml").read_text().replace(

@@ -101,10 +101,12 @@ def fragile_engine(store_url: str, clock: ManualClock, healthy: list[bool]) -> E
     return Engine(flows, store_url, clock)
 
 
+@pytest.mark.parametrize("planned", [False, True], ids=["under the lock", "planned"])
 def test_a_timer_that_cannot_fire_is_parked_and_the_others_still_fire(
-    store_url: str, clock: ManualClock
+    store_url: str, clock: ManualClock, planned: bool
 ) -> None:
     engine = fragile_engine(store_url, clock, healthy=[False])
+    engine.optimistic = planned  # a plan that raises is dropped: the lock path parks it
     doomed = engine.create_session(create_request(flow="fragile")).session_id
     healthy = engine.create_session(create_request(expiresIn=120)).session_id
     clock.advance(121)
