@@ -803,39 +803,45 @@ class SqlStore:
             connection.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[SqlTransaction]:
-        """One database transaction: committed when the block ends, rolled back if it
-        raises. Database failures (including at commit) leave as ``StoreError``."""
+    def _checked_out(self) -> Iterator[PoolProxiedConnection]:
+        """A connection for one transaction, given back when the block ends; database
+        failures (including at commit) leave the block as ``StoreError``."""
         raw = self._connection()
         try:
-            with self._write_turn():
-                conn: Any = raw.driver_connection
-                cursor = conn.cursor()
-                try:
-                    if self.dialect == "sqlite":
-                        cursor.execute("BEGIN IMMEDIATE")
-                        tx = SqlTransaction(cursor, self._backend)
-                        yield tx
-                        tx.flush()
-                        conn.commit()
-                    else:
-                        # Pipeline mode: the queued writes go out together with the
-                        # commit, one round trip, instead of one each; a failed write
-                        # still fails the commit, and everything is rolled back.
-                        with conn.pipeline():
-                            tx = SqlTransaction(cursor, self._backend)
-                            yield tx
-                            tx.flush()
-                            conn.commit()
-                except BaseException:
-                    _rollback(raw)
-                    raise
-                finally:
-                    cursor.close()
+            yield raw
         except self._backend.error as exc:
             self._backend.raise_store_error(exc)
         finally:
             self._release(raw)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
+        """One database transaction: committed when the block ends, rolled back if it
+        raises. Database failures (including at commit) leave as ``StoreError``."""
+        with self._checked_out() as raw, self._write_turn():
+            conn: Any = raw.driver_connection
+            cursor = conn.cursor()
+            try:
+                if self.dialect == "sqlite":
+                    cursor.execute("BEGIN IMMEDIATE")
+                    tx = SqlTransaction(cursor, self._backend)
+                    yield tx
+                    tx.flush()
+                    conn.commit()
+                else:
+                    # Pipeline mode: the queued writes go out together with the commit,
+                    # one round trip, instead of one each; a failed write still fails
+                    # the commit, and everything is rolled back.
+                    with conn.pipeline():
+                        tx = SqlTransaction(cursor, self._backend)
+                        yield tx
+                        tx.flush()
+                        conn.commit()
+            except BaseException:
+                _rollback(raw)
+                raise
+            finally:
+                cursor.close()
 
     @property
     def plan_sends(self) -> bool:
@@ -855,8 +861,7 @@ class SqlStore:
         """A transaction for reads: on SQLite a deferred one (a WAL snapshot: it takes
         no write lock and no writer waits for it), on PostgreSQL plain ``READ
         COMMITTED`` reads without row locks. Rolled back when the block ends."""
-        raw = self._connection()
-        try:
+        with self._checked_out() as raw:
             conn: Any = raw.driver_connection
             cursor = conn.cursor()
             try:
@@ -869,10 +874,6 @@ class SqlStore:
             finally:
                 cursor.close()
                 _rollback(raw)
-        except self._backend.error as exc:
-            self._backend.raise_store_error(exc)
-        finally:
-            self._release(raw)
 
     def close(self) -> None:
         with self._idle_lock:
