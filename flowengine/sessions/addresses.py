@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from eth_utils.address import to_checksum_address
+from eth_hash.auto import keccak
 
 from ..errors import FieldError, ValidationError
 
@@ -54,8 +54,14 @@ def checksum_address(value: object, *, param: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _checksum(lower_hex: str) -> str:
-    """EIP-55 form of an address (a keccak-256 per call: cached, addresses recur)."""
-    return str(to_checksum_address("0x" + lower_hex))
+    """EIP-55 form of an address: a hex letter is upper case where the same nibble of
+    keccak-256 of the lower-case hex is 8 or more. Cached: a keccak per call, and
+    addresses recur. (eth-utils does the same, at 0.4 s of import.)"""
+    digest = keccak(lower_hex.encode("ascii")).hex()
+    return "0x" + "".join(
+        char.upper() if int(nibble, 16) >= 8 else char
+        for char, nibble in zip(lower_hex, digest, strict=False)
+    )
 
 
 def is_zero_address(address: str) -> bool:

@@ -20,6 +20,23 @@ def test_a_good_checksum_is_kept() -> None:
     assert checksum_address(USDC_BASE, param="tokenAddress") == USDC_BASE
 
 
+@pytest.mark.parametrize(
+    "address",
+    [  # the test vectors of EIP-55 itself
+        "0x52908400098527886E0F7030069857D2E4169EE7",
+        "0x8617E340B3D01FA5F11F306F4090FD50E238070D",
+        "0xde709f2102306220921060314715629080e2fb77",
+        "0x27b1fdb04752bbc536007a920d24acb045561c26",
+        "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+        "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+        "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+    ],
+)
+def test_checksums_follow_eip_55(address: str) -> None:
+    assert checksum_address(address.lower(), param="refundAddress") == address
+
+
 def test_a_bad_checksum_is_refused() -> None:
     mistyped = USDC_BASE.replace("fCD6", "fcD6")  # one letter in the wrong case
     with pytest.raises(ValidationError) as caught:

@@ -20,11 +20,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
 from flowengine.errors import StoreConflict, StoreError
 from flowengine.store import EffectAttempt, EffectRecord, SessionRecord, open_store
-from flowengine.store.migrate import alembic_config
+from flowengine.store.migrate import HEAD_REVISION, alembic_config
 from flowengine.store.sql import SqlStore
 from flowengine.store.tables import metadata
 from tests.conftest import ROOT
@@ -575,6 +576,47 @@ def test_a_store_made_by_an_older_release_is_migrated_on_open(
             assert tx.flow_versions("deposit")[0].deployed_at == 7
     finally:
         store.close()
+
+
+def test_the_head_revision_constant_names_the_newest_migration() -> None:
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD_REVISION
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_store_written_by_a_newer_release_is_refused_and_left_as_it_is(
+    kind: str, make_store_url: MakeStoreUrl
+) -> None:
+    url = make_store_url(kind)
+    SqlStore(url).close()
+    schema = url.partition("?schema=")[2]
+    table = f'"{schema}".alembic_version' if schema else "alembic_version"
+    raw = create_engine(url.partition("?")[0].replace("postgresql://", "postgresql+psycopg://"))
+    with raw.begin() as conn:
+        conn.execute(text(f"UPDATE {table} SET version_num = '9999'"))
+
+    with pytest.raises(StoreError, match=r"from revision 9999 to .*newer flowengine"):
+        SqlStore(url)
+
+    with raw.connect() as conn:
+        assert conn.execute(text(f"SELECT version_num FROM {table}")).scalar() == "9999"
+    raw.dispose()
+
+
+def test_opening_an_up_to_date_store_does_not_import_alembic(
+    make_store_url: MakeStoreUrl,
+) -> None:
+    # Alembic is the package's dearest import; a CLI command on an existing store
+    # should not pay for it.
+    url = make_store_url("sqlite")
+    SqlStore(url).close()
+    script = (
+        "import sys; from flowengine.store.sql import SqlStore; "
+        f"SqlStore({url!r}).close(); print('alembic' in sys.modules)"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "False"
 
 
 @pytest.mark.postgres
