@@ -8,7 +8,8 @@ same run:
 * the engine on memory, SQLite (synchronous FULL and NORMAL; at FULL also 2 worker
   processes on one file, whose sends are planned outside SQLite's write lock, see
   flowengine/planning.py) and PostgreSQL (1 and 4 worker processes), one transaction
-  per event and with group commit;
+  per event and with group commit (50 events per commit; for 4 processes also 200, a
+  chain watcher's batch of a block's transfers);
 * the raw driver (sqlite3 / psycopg) writing the engine's own rows by hand
   (bench/raw_writes.py: captured from one lifecycle, written with hand-written SQL on
   the engine's tables): per event, lock-read the session, look up the event id, insert
@@ -152,18 +153,20 @@ def engine_group_commit(url: str, n: int) -> float:
     return n * len(STEPS) / (ended - began)
 
 
-def _worker(args: tuple[str, int, bool, Any]) -> tuple[float, float]:
-    url, n, grouped, start = args
+def _worker(args: tuple[str, int, bool, Any, int]) -> tuple[float, float]:
+    url, n, grouped, start, batch = args
     if grouped:
-        return group_commit_sends(url, n, start)
+        return group_commit_sends(url, n, start, batch)
     engine_lifecycles(url, n)
     return 0.0, 0.0
 
 
-def engine_processes(url: str, n: int, processes: int, grouped: bool = False) -> float:
+def engine_processes(
+    url: str, n: int, processes: int, grouped: bool = False, batch: int = 50
+) -> float:
     """Events/s of ``processes`` workers on one database, each with its own sessions.
 
-    ``grouped``: each worker group-commits its sends (50 events per commit), as a chain
+    ``grouped``: each worker group-commits its sends (``batch`` events per commit), as a chain
     watcher feeding a batch of detected transfers would; only the sends are timed, from
     the moment all workers start them together (a barrier) until the last one ends.
     """
@@ -171,13 +174,13 @@ def engine_processes(url: str, n: int, processes: int, grouped: bool = False) ->
     ctx = multiprocessing.get_context("spawn")
     share = n // processes
     with ctx.Manager() as manager, ctx.Pool(processes) as pool:
-        pool.map(_worker, [(url, 5, grouped, None)] * processes)  # warm up imports
+        pool.map(_worker, [(url, 5, grouped, None, batch)] * processes)  # warm up imports
         if grouped:
             start = manager.Barrier(processes)
-            spans = pool.map(_worker, [(url, share, True, start)] * processes)
+            spans = pool.map(_worker, [(url, share, True, start, batch)] * processes)
             wall = max(end for _, end in spans) - min(began for began, _ in spans)
             return share * processes * len(STEPS) / wall
-        elapsed = timed(lambda: pool.map(_worker, [(url, share, False, None)] * processes))
+        elapsed = timed(lambda: pool.map(_worker, [(url, share, False, None, batch)] * processes))
     return share * processes * EVENTS_PER_SESSION / elapsed
 
 
@@ -280,26 +283,26 @@ def raw_postgres_processes(schema: str, n: int, processes: int) -> float:
     return (n // processes) * processes * EVENTS_PER_SESSION / elapsed
 
 
-def _raw_pg_grouped_worker(args: tuple[str, int, Any]) -> tuple[float, float]:
-    schema, n, start = args
+def _raw_pg_grouped_worker(args: tuple[str, int, Any, int]) -> tuple[float, float]:
+    schema, n, start, batch = args
     raw, ids = raw_writes(True), _new_ids(n)
     with _pg_connect(schema) as conn:
         raw.create_all(conn, ids)
         if start is not None:
             start.wait()
         began = time.time()
-        raw.send_grouped(conn, ids)
+        raw.send_grouped(conn, ids, batch)
         return began, time.time()
 
 
-def raw_postgres_grouped(schema: str, n: int, processes: int) -> float:
+def raw_postgres_grouped(schema: str, n: int, processes: int, batch: int = 50) -> float:
     """Events/s of ``processes`` workers sending grouped by hand, started together."""
     ctx = multiprocessing.get_context("spawn")
     share = n // processes
     with ctx.Manager() as manager, ctx.Pool(processes) as pool:
-        pool.map(_raw_pg_grouped_worker, [(schema, 5, None)] * processes)
+        pool.map(_raw_pg_grouped_worker, [(schema, 5, None, batch)] * processes)
         start = manager.Barrier(processes)
-        spans = pool.map(_raw_pg_grouped_worker, [(schema, share, start)] * processes)
+        spans = pool.map(_raw_pg_grouped_worker, [(schema, share, start, batch)] * processes)
     wall = max(end for _, end in spans) - min(began for began, _ in spans)
     return share * processes * len(STEPS) / wall
 
@@ -389,6 +392,19 @@ def main() -> None:
                 eng4g,
                 "raw psycopg, 4 proc., grouped",
                 raw4g,
+            )
+        )
+        # A chain watcher's batch is a block's transfers, often more than 50: the same
+        # with 200 events per commit (400 sessions per worker: whole batches).
+        big = max(pn * 2, 1600)
+        raw4b = median(lambda i: raw_postgres_grouped(fresh(), big, 4, batch=200))
+        eng4b = median(lambda i: engine_processes(pg_url(fresh()), big, 4, True, batch=200))
+        rows.append(
+            (
+                "engine, PostgreSQL, 4 processes, group 200",
+                eng4b,
+                "raw psycopg, 4 proc., grouped 200",
+                raw4b,
             )
         )
         raw1g = median(lambda i: raw_postgres_grouped(fresh(), pn, 1))
