@@ -334,16 +334,36 @@ class Engine(Decisions):
         """``item`` applied to a draft outside any write transaction, for
         :meth:`apply_planned` (a worker that must check its own rows under the lock
         first); None when plans do not pay now or this one needs the lock."""
+        return self.plan_events([item])[0]
+
+    def plan_events(self, items: Sequence[EventInput]) -> list[Plan | None]:
+        """:meth:`plan_event` for each of ``items``, all in one read transaction (a
+        worker's batch). Only the first event of each session is planned: a later one
+        would be planned on a state its commit may not find (it gets None and is
+        applied under the lock, like any item that needs it)."""
         if not self.plans_now():
-            return None
+            return [None] * len(items)
+        checked: dict[int, EventInput] = {}
+        first: dict[str, int] = {}
+        for index, item in enumerate(items):
+            if item.session_id in first:
+                continue
+            try:
+                checked[index] = _checked(item)
+            except ValidationError:
+                continue  # refused under the lock, with the caller's own handling
+            first[item.session_id] = index
         try:
-            checked = {0: _checked(item)}
-            return self._plan(checked, [(item.session_id, [0])]).get(item.session_id)
+            plans = self._plan(checked, [(sid, [index]) for sid, index in first.items()])
         except Exception:
-            # No plan, whatever went wrong (a refused payload, a guard with a bug, the
-            # store): the worker applies the event under the lock after its own checks,
-            # and meets the same failure there, where it knows what to do with it.
-            return None
+            # No plan, whatever went wrong (a guard with a bug, the store): the worker
+            # applies the events under the lock after its own checks, and meets the
+            # same failure there, where it knows what to do with it.
+            return [None] * len(items)
+        return [
+            plans.get(item.session_id) if first.get(item.session_id) == index else None
+            for index, item in enumerate(items)
+        ]
 
     def apply_planned(
         self,

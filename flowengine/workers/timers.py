@@ -65,13 +65,14 @@ class TimerWorker:
         return fired
 
     def _plan_due(self, now: int) -> dict[int, Plan]:
-        """The events of the timers due now, each planned outside the write lock."""
+        """The events of the timers due now, planned outside the write lock (in one
+        read transaction; a session's second due timer is fired under the lock)."""
         with self.engine.store.reading() as view:
             # Rolled back: on PostgreSQL (optimistic=True) the rows are locked only
             # until then, and SKIP LOCKED never makes another worker wait for them.
             due = view.claim_due_timers(now, self.batch)
-        plans = ((timer.timer_id, self.engine.plan_event(_fired(timer))) for timer in due)
-        return {timer_id: plan for timer_id, plan in plans if plan is not None}
+        plans = self.engine.plan_events([_fired(timer) for timer in due])
+        return {t.timer_id: plan for t, plan in zip(due, plans, strict=True) if plan is not None}
 
     def _fire_due(
         self,

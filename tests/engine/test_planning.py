@@ -225,3 +225,29 @@ def test_a_timer_planned_before_its_session_changed_is_fired_afresh(
         (4, "payment_detected", "expired", "expired"),  # late: on_late's review
     ]
     assert engine.record(sid).data["amounts"]["received"] == 25_000_000
+
+
+def test_a_batch_is_planned_in_one_read_transaction_first_event_per_session(
+    store: CommitsInBetween, planned: Engine
+) -> None:
+    first, second = (planned.create_session(create_request()).session_id for _ in range(2))
+    items = [
+        EventInput(first, "payment_detected", PAYMENT),
+        EventInput(first, "evm.deliver.done", DELIVERED),  # planned on 'paid': not yet
+        EventInput(second, "payment_detected", PAYMENT),
+    ]
+    before = store.readings
+    plans = planned.plan_events(items)
+    assert store.readings == before + 1
+    assert [plan is not None for plan in plans] == [True, False, True]
+
+
+def test_the_timer_worker_plans_its_due_timers_in_one_read_transaction(
+    store: CommitsInBetween, planned: Engine, clock: ManualClock
+) -> None:
+    sessions = [planned.create_session(create_request(expiresIn=60)).session_id for _ in range(3)]
+    clock.advance(61)
+    before = store.readings
+    assert TimerWorker(planned).run_once() == 3
+    assert store.readings == before + 2  # one to find the due timers, one to plan them
+    assert {planned.record(sid).state for sid in sessions} == {"expired"}
