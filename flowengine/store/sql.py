@@ -732,7 +732,10 @@ class SqlStore:
                     "digits and underscores, not starting with a digit"
                 )
             self.schema = schema
-            connect_args["options"] = f"{query.pop('options', '')} -csearch_path={schema}".strip()
+            # Quoted, as the migrations create it: unquoted, PostgreSQL would fold
+            # "Payments" to "payments" and look for the tables in another schema.
+            search_path = f'-csearch_path="{schema}"'
+            connect_args["options"] = f"{query.pop('options', '')} {search_path}".strip()
         if "connect_timeout" not in query:
             connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
         engine = create_engine(

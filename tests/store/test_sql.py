@@ -620,6 +620,22 @@ def test_opening_an_up_to_date_store_does_not_import_alembic(
 
 
 @pytest.mark.postgres
+def test_a_schema_name_in_mixed_case_is_the_schema_used(postgres_server_url: str) -> None:
+    schema = f"Payments_{os.getpid()}"
+    store = SqlStore(f"{postgres_server_url}?schema={schema}")
+    try:
+        with store.transaction() as tx:
+            tx.insert_session(session())
+        with psycopg.connect(postgres_server_url) as conn:
+            found = conn.execute(f'SELECT session_id FROM "{schema}".sessions').fetchall()
+        assert found == [("s1",)]
+    finally:
+        store.close()
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
 def test_opening_an_existing_store_refuses_a_schema_that_is_not_there(
     make_store_url: MakeStoreUrl, postgres_server_url: str
 ) -> None:
