@@ -26,6 +26,10 @@ same run:
   (two rates measured apart) of the best an engine built on that runtime and database
   could do.
 
+Then, apart: 8 threads calling ``send`` on SQLite FULL and PostgreSQL, each send with
+a commit of its own (``group_commit=1``) and with the default, where sends made while
+a commit runs share the next one (flowengine/grouping.py).
+
 Run: .venv/bin/python bench/engine.py [--sessions N]
 """
 
@@ -40,6 +44,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -151,6 +156,24 @@ def engine_group_commit(url: str, n: int) -> float:
     """Events/s of sends when 50 events of different sessions share a commit."""
     began, ended = group_commit_sends(url, n)
     return n * len(STEPS) / (ended - began)
+
+
+def engine_threads(url: str, n: int, threads: int, group_commit: int) -> float:
+    """Events/s of ``threads`` threads each calling ``send`` for its own sessions (made
+    beforehand, untimed), as a web server's handlers would: with ``group_commit`` > 1
+    sends made while a commit runs share the next one (flowengine/grouping.py)."""
+    engine = Engine(FlowRegistry.from_directory(ROOT / "flows"), url, group_commit=group_commit)
+    ids = [engine.create_session(REQUEST).session_id for _ in range(n)]
+
+    def work(part: list[str]) -> None:
+        for sid in part:
+            for i, (event, payload) in enumerate(STEPS):
+                engine.send(sid, event, payload, event_id=f"e{i}")
+
+    with ThreadPoolExecutor(threads) as pool:
+        elapsed = timed(lambda: list(pool.map(work, [ids[i::threads] for i in range(threads)])))
+    engine.store.close()
+    return n * len(STEPS) / elapsed
 
 
 def _worker(args: tuple[str, int, bool, Any, int]) -> tuple[float, float]:
@@ -370,6 +393,14 @@ def main() -> None:
         )
     )
 
+    threads: list[tuple[str, float, float]] = []
+    threads.append(
+        (
+            "SQLite FULL",
+            median(lambda i: engine_threads(sqlite_url("t1_", i, "FULL"), n // 2, 8, 1)),
+            median(lambda i: engine_threads(sqlite_url("t50_", i, "FULL"), n // 2, 8, 50)),
+        )
+    )
     schemas: list[str] = []
     try:
 
@@ -405,6 +436,13 @@ def main() -> None:
                 eng4b,
                 "raw psycopg, 4 proc., grouped 200",
                 raw4b,
+            )
+        )
+        threads.append(
+            (
+                "PostgreSQL",
+                median(lambda i: engine_threads(pg_url(fresh()), pn, 8, 1)),
+                median(lambda i: engine_threads(pg_url(fresh()), pn, 8, 50)),
             )
         )
         raw1g = median(lambda i: raw_postgres_grouped(fresh(), pn, 1))
@@ -448,6 +486,15 @@ def main() -> None:
         "charts on one core while the database wrote other events (max of 1, chart ÷ raw)\n"
         "floor = bare python-statemachine on this flow and the raw driver's writes, one after\n"
         "the other: an estimate of the best an engine on this runtime and database could do"
+    )
+    print()
+    title = "8 threads calling send (sends only)"
+    print(f"{title:<42} {'own commit':>10} {'shared':>10} {'gain':>6}")
+    for store, alone, shared in threads:
+        print(f"{store:<42} {alone:>10,.0f} {shared:>10,.0f} {shared / alone:>5.2f}×")
+    print(
+        "own commit = Engine(group_commit=1); shared = the default: sends made while a\n"
+        "commit runs share the next one (flowengine/grouping.py), events/s"
     )
 
 

@@ -42,6 +42,7 @@ from .errors import (
 )
 from .events import EventInput, SendResult
 from .flows import FlowRegistry, UnknownFlow, save_version_in
+from .grouping import SendGroups
 from .jsonvalue import plain
 from .migration import migrate, migration_target
 from .outbox import request_rows, write_requests
@@ -106,6 +107,7 @@ class Engine(Decisions):
         catalog: Catalog | None = None,
         *,
         optimistic: bool | None = None,
+        group_commit: int = 50,
     ) -> None:
         self.flows = flows
         self.store = open_store(store) if isinstance(store, str) else store
@@ -115,6 +117,9 @@ class Engine(Decisions):
         """Plan sends before taking the write lock (:mod:`flowengine.planning`): always
         (True), never (False), or when the store says so (None, the default: on SQLite
         while other writers keep it waiting)."""
+        self._groups = SendGroups(self._send_batch, group_commit) if group_commit > 1 else None
+        """Concurrent :meth:`send` calls share a commit, up to ``group_commit`` events
+        (:mod:`flowengine.grouping`); 1 gives every send a transaction of its own."""
         self._saved_versions: set[str] = set()
 
     # -- sessions ---------------------------------------------------------------------
@@ -200,13 +205,18 @@ class Engine(Decisions):
         external_ref: str | None = None,
     ) -> SendResult:
         """Apply ``event`` to the session in one transaction and return the outcome.
+        Sends made at the same time from other threads may share that transaction
+        (``group_commit``); each gets its own outcome, as if it had been alone.
 
         Raises :class:`TransitionNotAllowed` (nothing written) when the session's state
         does not accept the event, :class:`SessionNotFound`, or
         :class:`IdempotencyConflict` when ``event_id`` was used for a different event.
         """
         item = EventInput(session_id, event, payload or {}, event_id, external_ref)
-        (result,) = self._send_batch([item])
+        if self._groups is not None:
+            result = self._groups.send(item)  # alone, or with concurrent sends
+        else:
+            (result,) = self._send_batch([item])
         if isinstance(result, FlowEngineError):
             raise result  # nothing was written for it
         return result
