@@ -27,8 +27,8 @@ same run:
   could do.
 
 Then, apart: 8 threads calling ``send`` on SQLite FULL and PostgreSQL, each send with
-a commit of its own (``group_commit=1``) and with the default, where sends made while
-a commit runs share the next one (flowengine/grouping.py).
+a commit of its own (``group_commit=1``, the default) and with ``group_commit=50``,
+where sends made while a commit runs share the next one (flowengine/grouping.py).
 
 Run: .venv/bin/python bench/engine.py [--sessions N]
 """
@@ -493,8 +493,8 @@ def main() -> None:
     for store, alone, shared in threads:
         print(f"{store:<42} {alone:>10,.0f} {shared:>10,.0f} {shared / alone:>5.2f}×")
     print(
-        "own commit = Engine(group_commit=1); shared = the default: sends made while a\n"
-        "commit runs share the next one (flowengine/grouping.py), events/s"
+        "own commit = Engine(group_commit=1), the default; shared = group_commit=50: sends\n"
+        "made while a commit runs share the next one (flowengine/grouping.py), events/s"
     )
 
 

@@ -107,7 +107,7 @@ class Engine(Decisions):
         catalog: Catalog | None = None,
         *,
         optimistic: bool | None = None,
-        group_commit: int = 50,
+        group_commit: int = 1,
     ) -> None:
         self.flows = flows
         self.store = open_store(store) if isinstance(store, str) else store
@@ -119,7 +119,8 @@ class Engine(Decisions):
         while other writers keep it waiting)."""
         self._groups = SendGroups(self._send_batch, group_commit) if group_commit > 1 else None
         """Concurrent :meth:`send` calls share a commit, up to ``group_commit`` events
-        (:mod:`flowengine.grouping`); 1 gives every send a transaction of its own."""
+        (:mod:`flowengine.grouping`); 1, the default, gives every send a transaction of
+        its own."""
         self._saved_versions: set[str] = set()
 
     # -- sessions ---------------------------------------------------------------------
@@ -205,8 +206,8 @@ class Engine(Decisions):
         external_ref: str | None = None,
     ) -> SendResult:
         """Apply ``event`` to the session in one transaction and return the outcome.
-        Sends made at the same time from other threads may share that transaction
-        (``group_commit``); each gets its own outcome, as if it had been alone.
+        With ``Engine(..., group_commit=N)``, sends made at the same time from other
+        threads may share that transaction; each gets its own outcome, as if alone.
 
         Raises :class:`TransitionNotAllowed` (nothing written) when the session's state
         does not accept the event, :class:`SessionNotFound`, or

@@ -15,17 +15,32 @@ one, committed at once: no timer, no added latency, no background thread.
 
 Each send's outcome is what it would have been alone: ``send_many`` reports a
 refusal (not allowed, unknown session, a used event id) for that event only, and a
-batch that fails outright (a bug in a guard, the store) is applied again one send per
-transaction, so only the send that fails gets the failure.
+batch whose events raised while being applied (a bug in a guard) was rolled back, so
+it is applied again one send per transaction and only the send that fails gets the
+failure. A :class:`~flowengine.errors.StoreError` is never retried that way: it may
+come from the commit itself, whose outcome is then unknown (applying the events again
+could count a payment twice), and a failing store should not be asked 50 more times.
+Every send of that batch gets the error, as it would have alone.
+
+A caller interrupted while it waits (a signal's handler raised) takes its send back,
+or hands the lead on, so the queue keeps moving. A handler that raises in the middle
+of the queue's own bookkeeping can still leave it stalled, as with most of Python's
+threading primitives; grouping is opt-in (``Engine(..., group_commit=50)``).
+
+A send must not be made inside a store transaction of the caller's own (it would wait
+for a leader that waits for that transaction); sends alone never supported it on the
+SQL stores either. A forked child starts with an empty queue.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from .errors import FlowEngineError
+from .errors import FlowEngineError, StoreError
 from .events import EventInput, SendResult
 
 Outcome = SendResult | FlowEngineError
@@ -63,6 +78,13 @@ class SendGroups:
         self._leading = False
         """A batch is being committed (or about to be). While it is False the queue is
         empty: a leader that finds sends waiting hands over to the oldest one."""
+        _ALL.add(self)
+
+    def _forget_parent(self) -> None:
+        """In a forked child: the parent's leader and waiters are not here."""
+        self._lock = threading.Lock()
+        self._queue = deque()
+        self._leading = False
 
     @property
     def waiting(self) -> int:
@@ -73,18 +95,19 @@ class SendGroups:
     def send(self, item: EventInput) -> Outcome:
         """``item``'s outcome; a failure of the whole transaction is raised."""
         mine = _Send(item)
-        with self._lock:
-            self._queue.append(mine)
-            if not self._leading:
-                self._leading = mine.leads = True
-        if not mine.leads:
-            try:
+        try:
+            with self._lock:
+                self._queue.append(mine)
+                if not self._leading:
+                    mine.leads = True  # before _leading: see _abandon
+                    self._leading = True
+            if not mine.leads:
                 mine.wake.wait()
-            except BaseException:  # interrupted while waiting (a signal's handler)
-                self._abandon(mine)
-                raise
-        if not mine.done:  # woken (or started) to lead: its own send is in the batch
-            self._lead()
+            if not mine.done:  # woken (or started) to lead: its own send is in the batch
+                self._lead()
+        except BaseException:  # interrupted (a signal's handler raised) before its batch
+            self._abandon(mine)
+            raise
         if mine.error is not None:
             raise mine.error
         assert mine.outcome is not None
@@ -106,14 +129,19 @@ class SendGroups:
                     self._leading = False
 
     def _lead(self) -> None:
-        with self._lock:
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+        batch: list[_Send] = []
         try:
+            with self._lock:
+                take = min(self.max_batch, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(take)]
             self._commit(batch)
         finally:
             for send in batch:
                 if not send.done:  # the leader was interrupted (KeyboardInterrupt, ...)
-                    send.error = FlowEngineError("the send was interrupted before its commit")
+                    send.error = StoreError(
+                        "the commit this send shared was interrupted: it may or may not "
+                        "have been committed; send it again with the same event_id to know"
+                    )
                 send.wake.set()
             with self._lock:
                 if self._queue:
@@ -130,8 +158,24 @@ class SendGroups:
             if len(batch) == 1:
                 batch[0].error = exc
                 return
+            if isinstance(exc, StoreError):
+                for send in batch:  # an error each: they are raised in several threads
+                    send.error = StoreError(str(exc))
+                    send.error.__cause__ = exc
+                return
             for send in batch:  # find the send that fails; the others commit alone
                 self._commit([send])
             return
         for send, outcome in zip(batch, outcomes, strict=True):
             send.outcome = outcome
+
+
+_ALL: weakref.WeakSet[SendGroups] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for groups in list(_ALL):
+        groups._forget_parent()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -3,6 +3,7 @@ outcome, as if it had been sent alone."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 
 from flowengine.clock import ManualClock
 from flowengine.engine import Engine, EventInput
-from flowengine.errors import FlowEngineError, TransitionNotAllowed
+from flowengine.errors import FlowEngineError, StoreError, TransitionNotAllowed
 from flowengine.flows import FlowRegistry
 from flowengine.grouping import Outcome, SendGroups
 from flowengine.store import Store, Transaction, open_store
@@ -69,7 +70,7 @@ def test_sends_made_while_a_commit_runs_share_the_next_one(
 ) -> None:
     setup = Engine(flows, held.store, clock)
     ids = [setup.create_session(create_request()).session_id for _ in range(8)]
-    engine = Engine(flows, held, clock)
+    engine = Engine(flows, held, clock, group_commit=50)
     groups = engine._groups
     assert groups is not None
     with ThreadPoolExecutor(8) as pool:
@@ -90,7 +91,7 @@ def test_a_refused_send_in_a_shared_commit_is_refused_alone(
 ) -> None:
     setup = Engine(flows, held.store, clock)
     first, good, bad = (setup.create_session(create_request()).session_id for _ in range(3))
-    engine = Engine(flows, held, clock)
+    engine = Engine(flows, held, clock, group_commit=50)
     assert engine._groups is not None
     with ThreadPoolExecutor(3) as pool:
         opening = pool.submit(engine.send, first, "payment_detected", PAYMENT)
@@ -105,6 +106,12 @@ def test_a_refused_send_in_a_shared_commit_is_refused_alone(
             refused.result()
     assert held.transactions == 2
     assert [e.event for e in setup.history(bad)] == ["session.created"]  # nothing written
+
+
+def test_by_default_every_send_has_a_transaction_of_its_own(
+    held: HeldFirstCommit, flows: FlowRegistry, clock: ManualClock
+) -> None:
+    assert Engine(flows, held, clock)._groups is None
 
 
 def test_group_commit_1_gives_every_send_its_own_transaction(
@@ -136,6 +143,8 @@ class Batches:
             assert self.release.wait(30)
         if any(item.event == "poison" for item in items):
             raise RuntimeError("a guard with a bug")
+        if any(item.event == "store down" for item in items):
+            raise StoreError("connection lost during COMMIT")
         return [FlowEngineError(f"done: {item.event}") for item in items]
 
 
@@ -218,3 +227,41 @@ def test_a_send_whose_caller_stops_waiting_leaves_the_queue_moving() -> None:
         signal.signal(signal.SIGUSR1, previous)
     assert [str(outcome) for outcome in outcomes] == ["done: later"]
     assert batches.seen == [["first"], ["later"]]  # the abandoned send was never sent
+
+
+def test_a_store_error_is_every_sends_and_is_not_retried_one_by_one() -> None:
+    """The commit itself may have failed after the database applied it: applying the
+    events again could count a payment twice. Each send gets the error, as alone."""
+    batches = Batches()
+    groups = SendGroups(batches, max_batch=10)
+    names = ["first", "a", "store down", "b"]
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(groups.send, EventInput("s", names[0]))]
+        wait_until(lambda: len(batches.seen) == 1)
+        futures += [pool.submit(groups.send, EventInput("s", name)) for name in names[1:]]
+        wait_until(lambda: groups.waiting == 3)
+        batches.release.set()
+        assert str(futures[0].result()) == "done: first"
+        for future in futures[1:]:
+            with pytest.raises(StoreError, match="during COMMIT"):
+                future.result()
+    assert len(batches.seen) == 2  # the first alone, then the three together: no retries
+
+
+def test_a_forked_child_starts_with_an_empty_queue() -> None:
+    """A child forked while a parent's thread leads a commit must not wait for that
+    leader, which does not exist in the child."""
+    batches = Batches()
+    groups = SendGroups(batches, max_batch=10)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(groups.send, EventInput("s", "first"))
+        wait_until(lambda: len(batches.seen) == 1)  # the parent's leader is committing
+        pid = os.fork()
+        if pid == 0:  # the child: its send must come back, not hang
+            signal.alarm(10)
+            outcome = groups.send(EventInput("s", "child"))
+            os._exit(0 if str(outcome) == "done: child" else 1)
+        _, status = os.waitpid(pid, 0)
+        batches.release.set()
+        held.result()
+    assert os.waitstatus_to_exitcode(status) == 0
