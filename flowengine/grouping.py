@@ -122,11 +122,7 @@ class SendGroups:
                 return
             self._queue.remove(send)
             if send.leads:
-                if self._queue:
-                    self._queue[0].leads = True
-                    self._queue[0].wake.set()
-                else:
-                    self._leading = False
+                self._hand_on()
 
     def _lead(self) -> None:
         batch: list[_Send] = []
@@ -144,12 +140,15 @@ class SendGroups:
                     )
                 send.wake.set()
             with self._lock:
-                if self._queue:
-                    successor = self._queue[0]
-                    successor.leads = True
-                    successor.wake.set()
-                else:
-                    self._leading = False
+                self._hand_on()
+
+    def _hand_on(self) -> None:
+        """The lead passes to the oldest waiting send, or ends (the lock is held)."""
+        if self._queue:
+            self._queue[0].leads = True
+            self._queue[0].wake.set()
+        else:
+            self._leading = False
 
     def _commit(self, batch: list[_Send]) -> None:
         try:
