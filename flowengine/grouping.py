@@ -34,14 +34,13 @@ SQL stores either. A forked child starts with an empty queue.
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 
 from .errors import FlowEngineError, StoreError
 from .events import EventInput, SendResult
+from .forks import forget_in_children
 
 Outcome = SendResult | FlowEngineError
 SendBatch = Callable[[Sequence[EventInput]], list[Outcome]]
@@ -78,9 +77,9 @@ class SendGroups:
         self._leading = False
         """A batch is being committed (or about to be). While it is False the queue is
         empty: a leader that finds sends waiting hands over to the oldest one."""
-        _ALL.add(self)
+        forget_in_children(self)
 
-    def _forget_parent(self) -> None:
+    def forget_parent(self) -> None:
         """In a forked child: the parent's leader and waiters are not here."""
         self._lock = threading.Lock()
         self._queue = deque()
@@ -167,14 +166,3 @@ class SendGroups:
             return
         for send, outcome in zip(batch, outcomes, strict=True):
             send.outcome = outcome
-
-
-_ALL: weakref.WeakSet[SendGroups] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for groups in list(_ALL):
-        groups._forget_parent()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -29,11 +29,9 @@ Alembic's.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool, PoolProxiedConnection
 
 from ..errors import StoreConflict, StoreError
+from ..forks import forget_in_children
 from .base import (
     JSON,
     EffectAttempt,
@@ -653,7 +652,7 @@ class SqlStore:
             raise StoreError(f"bad store URL {self.display_url}: {exc}") from exc
         self._backend = _Backend.of(self.engine, self.display_url)
         self._slots = FairSlots(self.pool.size + self.pool.overflow)
-        _STORES.add(self)
+        forget_in_children(self)
         try:
             if existing:
                 self._require_existing(target)
@@ -888,7 +887,7 @@ class SqlStore:
             self._turn.close()
         self.engine.dispose()
 
-    def _forget_parent(self) -> None:
+    def forget_parent(self) -> None:
         """In a forked child: the parent's connections are the parent's (SQLite says a
         connection must not cross a fork; closing a PostgreSQL one here would end the
         parent's session), and a slot or lock held by a parent's thread is never
@@ -902,18 +901,8 @@ class SqlStore:
         return f"SqlStore({self.display_url!r})"
 
 
-_STORES: weakref.WeakSet[SqlStore] = weakref.WeakSet()
 _ABANDONED: list[PoolProxiedConnection] = []
 """A forked child's copies of its parent's connections: never used, never closed."""
-
-
-def _forget_parents_connections() -> None:
-    for store in list(_STORES):
-        store._forget_parent()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parents_connections)
 
 
 def _in_transaction(raw: PoolProxiedConnection) -> bool:

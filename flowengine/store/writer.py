@@ -16,7 +16,7 @@ its sends outside the lock (:attr:`WriterTurn.contended`, see
 A forked child must not keep its parent's turn: it would hold the parent's ``flock``
 as long as it lives (a parent killed mid-write would lock every writer out), and a
 thread lock taken by one of the parent's threads would stay taken. So a child closes
-its copy of the lock file and starts with a free thread lock (``register_at_fork``).
+its copy of the lock file and starts with a free thread lock (:mod:`flowengine.forks`).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ import os
 import stat
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
 from ..errors import StoreError
+from ..forks import forget_in_children
 
 try:
     import fcntl
@@ -58,7 +58,7 @@ class WriterTurn:
         self._threads = threading.Lock()
         self._fd: int | None = None
         self._waited = 0.0
-        _TURNS.add(self)
+        forget_in_children(self)
 
     @property
     def contended(self) -> bool:
@@ -134,7 +134,7 @@ class WriterTurn:
             time.sleep(delay)
             delay = min(delay * 2, _LAST_RETRY_S)
 
-    def _forget_parent(self) -> None:
+    def forget_parent(self) -> None:
         self._threads = threading.Lock()
         fd, self._fd = self._fd, None
         if fd is not None:
@@ -145,15 +145,3 @@ class WriterTurn:
             f"store {self._where}: database is locked ({holder} held it for "
             f"busy_timeout, {self._timeout_s:g} s)"
         )
-
-
-_TURNS: weakref.WeakSet[WriterTurn] = weakref.WeakSet()
-
-
-def _forget_parents_turns() -> None:
-    for turn in list(_TURNS):
-        turn._forget_parent()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parents_turns)
