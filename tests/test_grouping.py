@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -147,17 +147,24 @@ class Batches:
             raise StoreError("connection lost during COMMIT")
         return [FlowEngineError(f"done: {item.event}") for item in items]
 
+    def queued_behind_first(
+        self, groups: SendGroups, pool: ThreadPoolExecutor, names: list[str]
+    ) -> list[Future[Outcome]]:
+        """Send ``names[0]``; while its commit is held, queue the others; then let it
+        end. The others are then sent together (as far as max_batch allows)."""
+        futures = [pool.submit(groups.send, EventInput("s", names[0]))]
+        wait_until(lambda: len(self.seen) == 1)
+        futures += [pool.submit(groups.send, EventInput("s", name)) for name in names[1:]]
+        wait_until(lambda: groups.waiting == len(names) - 1)
+        self.release.set()
+        return futures
+
 
 def test_a_batch_that_fails_is_committed_again_one_send_at_a_time() -> None:
     batches = Batches()
     groups = SendGroups(batches, max_batch=10)
-    names = ["first", "a", "poison", "b"]
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(groups.send, EventInput("s", names[0]))]
-        wait_until(lambda: len(batches.seen) == 1)
-        futures += [pool.submit(groups.send, EventInput("s", name)) for name in names[1:]]
-        wait_until(lambda: groups.waiting == 3)
-        batches.release.set()
+        futures = batches.queued_behind_first(groups, pool, ["first", "a", "poison", "b"])
         assert str(futures[0].result()) == "done: first"
         assert str(futures[1].result()) == "done: a"
         with pytest.raises(RuntimeError, match="guard with a bug"):
@@ -172,12 +179,8 @@ def test_no_batch_is_larger_than_max_batch() -> None:
     batches = Batches()
     groups = SendGroups(batches, max_batch=2)
     with ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(groups.send, EventInput("s", "first"))]
-        wait_until(lambda: len(batches.seen) == 1)
-        futures += [pool.submit(groups.send, EventInput("s", f"e{i}")) for i in range(5)]
-        wait_until(lambda: groups.waiting == 5)
-        batches.release.set()
-        for future in futures:
+        names = ["first", *(f"e{i}" for i in range(5))]
+        for future in batches.queued_behind_first(groups, pool, names):
             future.result()
     assert [len(batch) for batch in batches.seen] == [1, 2, 2, 1]
     assert groups.waiting == 0
@@ -234,13 +237,8 @@ def test_a_store_error_is_every_sends_and_is_not_retried_one_by_one() -> None:
     events again could count a payment twice. Each send gets the error, as alone."""
     batches = Batches()
     groups = SendGroups(batches, max_batch=10)
-    names = ["first", "a", "store down", "b"]
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(groups.send, EventInput("s", names[0]))]
-        wait_until(lambda: len(batches.seen) == 1)
-        futures += [pool.submit(groups.send, EventInput("s", name)) for name in names[1:]]
-        wait_until(lambda: groups.waiting == 3)
-        batches.release.set()
+        futures = batches.queued_behind_first(groups, pool, ["first", "a", "store down", "b"])
         assert str(futures[0].result()) == "done: first"
         for future in futures[1:]:
             with pytest.raises(StoreError, match="during COMMIT"):
