@@ -16,6 +16,7 @@ webhook snapshot, the store layer.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from flowengine.store.sql import SqlTransaction
 
 Writes = list[tuple[str, dict[str, Any]]]
 """One transaction's writes: (statement name, its parameters), in the order sent."""
+Chart = Callable[[int], object]
+"""The state chart's step for a lifecycle's ``index``-th transaction (0: the start)."""
 
 _TABLES = {
     "insert_session": "sessions",
@@ -107,11 +110,14 @@ class RawWrites:
     def event_id(writes: Writes) -> str:
         return next(p["event_id"] for name, p in writes if name == "insert_event")
 
-    def lifecycle(self, db: Any, session_id: str) -> None:
+    def lifecycle(self, db: Any, session_id: str, chart: Chart | None = None) -> None:
         """One session, one transaction per event, as the engine's ``send`` does (on
         psycopg in pipeline mode, as the engine: one round trip for the two reads, one
-        for the writes and the commit)."""
+        for the writes and the commit). ``chart``: run for each event before its
+        transaction (the floor: the chart's step and the writes, no engine)."""
         for index, writes in enumerate(self.transactions):
+            if chart is not None:
+                chart(index)
             with db.pipeline() if self.postgres else nullcontext():
                 db.execute(self.begin)
                 if index:
@@ -129,14 +135,21 @@ class RawWrites:
         """Create ``ids`` (the lifecycle's first transaction, for each), untimed."""
         self._grouped(db, ids, self.transactions[0], reads=False)
 
-    def send_grouped(self, db: Any, ids: list[str], batch: int = 50) -> None:
+    def send_grouped(
+        self, db: Any, ids: list[str], batch: int = 50, chart: Chart | None = None
+    ) -> None:
         """Every later step for every session, ``batch`` sessions per transaction: one
         locked read and one event-id lookup per batch, one executemany per statement
         (on psycopg in pipeline mode: the reads in one round trip, the writes and the
-        commit in another)."""
-        for writes in self.transactions[1:]:
+        commit in another). ``chart``: run for each event of a batch before its
+        transaction."""
+        for index, writes in enumerate(self.transactions[1:], start=1):
             for first in range(0, len(ids), batch):
-                self._grouped(db, ids[first : first + batch], writes, reads=True)
+                part = ids[first : first + batch]
+                if chart is not None:
+                    for _ in part:
+                        chart(index)
+                self._grouped(db, part, writes, reads=True)
 
     def _grouped(self, db: Any, ids: list[str], writes: Writes, reads: bool) -> None:
         mark = "%s" if self.postgres else "?"
