@@ -40,7 +40,7 @@ from .errors import (
     TransitionNotAllowed,
     ValidationError,
 )
-from .events import EventInput, SendResult
+from .events import ENGINE_META, EventInput, SendResult
 from .flows import FlowRegistry, UnknownFlow, save_version_in
 from .grouping import SendGroups
 from .jsonvalue import plain
@@ -239,7 +239,7 @@ class Engine(Decisions):
         checked: dict[int, EventInput] = {}
         for index, item in enumerate(items):  # before the batch read uses their ids
             try:
-                checked[index] = _checked(item)
+                checked[index] = _checked(_from_caller(item))
             except ValidationError as exc:
                 results[index] = exc
         # Applied in session-id order (stable, so each session's own events keep their
@@ -711,6 +711,25 @@ class Engine(Decisions):
             return None
         save_version_in(tx, spec, now)
         return spec.content_hash
+
+
+def _from_caller(item: EventInput) -> EventInput:
+    """``item``, refused if its caller set a key of :data:`ENGINE_META` in its meta:
+    the engine would take the event for one of its own (a late refund's outcome, say,
+    which is never refunded again) and decide differently."""
+    taken = sorted(ENGINE_META.intersection(item.meta))
+    if taken:
+        raise ValidationError(
+            [
+                FieldError(
+                    f"meta.{key}",
+                    "reserved",
+                    f"'{key}' is a key the engine writes itself; give your note another name",
+                )
+                for key in taken
+            ]
+        )
+    return item
 
 
 def _checked(item: EventInput) -> EventInput:

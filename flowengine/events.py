@@ -15,6 +15,15 @@ from .sessions import Session
 from .sessions.view import session_view
 from .store import EventRecord, SessionRecord
 
+ENGINE_META = frozenset(
+    {"effect", "attempt", "timer", "deferred", "deferred_from", "late", "applied", "override"}
+)
+"""Keys of a log row's ``meta`` that say which part of the engine produced the row: an
+effect's outcome, a fired timer, a deferred or re-offered event, a late or unapplied
+one, a person's override. The engine reads some of them back to decide (a late
+refund's outcome is not refunded again; reconciliation skips deferred rows), so an
+event sent with one of them set by its caller is refused, naming the key."""
+
 
 @dataclass(frozen=True)
 class EventInput:
@@ -23,6 +32,8 @@ class EventInput:
     ``event_id`` makes a retry of the same send a no-op that returns the first result.
     ``external_ref`` names the outside fact the event reports (e.g. ``8453:0xabc…:3``,
     chain id + tx hash + log index), so the same fact reported twice counts once.
+    ``meta``: notes logged with the event; keys the engine writes there itself
+    (:data:`ENGINE_META`) are refused from callers.
     """
 
     session_id: str

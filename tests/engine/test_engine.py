@@ -272,6 +272,25 @@ def test_a_value_a_store_could_not_keep_exactly_is_refused_naming_the_field(
     assert engine.send(sid, "payment_detected", {**PAYMENT, "fee": "0.10"}).state == "paid"
 
 
+def test_a_caller_cannot_pass_an_event_off_as_the_engines_own(engine: Engine) -> None:
+    # "effect" ending in ":late" marks a late refund's own outcome, which is never
+    # refunded again; "deferred" rows are left out when the log is reconciled.
+    sid = engine.create_session(create_request()).session_id
+    notes = {"effect": "evm.refund:3:late", "deferred": True, "source": "watcher-2"}
+    (refused,) = engine.send_many([EventInput(sid, "payment_detected", PAYMENT, meta=notes)])
+    assert isinstance(refused, ValidationError)
+    assert [(e.param, e.code) for e in refused.errors] == [
+        ("meta.deferred", "reserved"),
+        ("meta.effect", "reserved"),
+    ]
+    assert len(engine.history(sid)) == 1
+    (taken,) = engine.send_many(
+        [EventInput(sid, "payment_detected", PAYMENT, meta={"source": "watcher-2"})]
+    )
+    assert isinstance(taken, SendResult)
+    assert taken.event.meta == {"source": "watcher-2"}
+
+
 def test_a_nul_character_in_an_event_id_or_a_create_request_is_refused(
     engine: Engine,
 ) -> None:
