@@ -10,7 +10,9 @@
    session that has moved on (a reorg, an override, a timer) is never performed: on
    its first attempt it is cancelled; after that an earlier attempt may have moved
    money, so the adapter is asked ``status_of`` the key, and the effect is cancelled
-   only if the adapter never saw it.
+   only if the adapter never saw it. If the call of a runner that lost its lease was
+   still under way then and answers afterwards (with anything but ``failed``), the
+   effect is looked at again, so that money that call moved is counted.
 3. Outside any transaction, call the adapter. When an earlier attempt may have run
    (this is not the first attempt), ask ``status_of(key)`` first and perform only when
    the adapter has never seen the key: that is what makes delivery at most once.
@@ -54,6 +56,14 @@ log = logging.getLogger("flowengine.workers.effects")
 
 OUTCOME_EVENTS = {"ok": "done", "failed": "failed"}
 LEFT_STATE = "the session left the state that requested it"
+ANSWERED_AFTER_CANCEL = (
+    "a call cut off by a takeover answered after the effect was cancelled: looking again, "
+    "so that money it moved is counted"
+)
+"""Why an effect cancelled by a takeover is pending again: its earlier call came back
+with an answer other than "failed" (money may have moved). The next runner asks the
+adapter, which knows the key now, and logs and counts what it says (the session has
+moved on: the outcome is recorded without a transition, and a person told)."""
 STARTED = "started"
 """The outcome of an attempt row written as its call to the adapter starts."""
 
@@ -286,7 +296,20 @@ class EffectRunner:
             record = tx.get_session(effect.session_id, for_update=True)
             current = tx.get_effect(effect.key, for_update=True)
             if not self._still_mine(current, effect):
-                return  # another runner took over after our lease ran out: its result wins
+                # Another runner took over after our lease ran out: its result wins, but
+                # for one that cancelled the effect (the session had moved on) without
+                # knowing of this call, which may have moved money.
+                if _cancelled_by_a_takeover(current, effect) and result.outcome != "failed":
+                    assert current is not None
+                    tx.update_effect(
+                        replace(
+                            current,
+                            status="pending",
+                            available_at=now,
+                            last_error=ANSWERED_AFTER_CANCEL,
+                        )
+                    )
+                return
             assert current is not None
             assert record is not None  # effects refer to their session
             if suffix is None:
@@ -384,6 +407,18 @@ def _outcome(effect: EffectRecord, result: EffectResult, suffix: str) -> EventIn
         dict(result.payload),
         event_id=f"effect:{effect.key}:{suffix}",
         meta={"effect": effect.key, "attempt": effect.attempts},
+    )
+
+
+def _cancelled_by_a_takeover(current: EffectRecord | None, claimed: EffectRecord) -> bool:
+    """Whether a later claim than ``claimed`` cancelled the effect because its session
+    had left the state: it asked the adapter, which did not know the key yet while the
+    earlier claim's call was still under way."""
+    return (
+        current is not None
+        and current.status == "cancelled"
+        and current.last_error == LEFT_STATE
+        and current.attempts > claimed.attempts
     )
 
 

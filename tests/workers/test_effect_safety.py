@@ -467,3 +467,36 @@ def test_an_override_waits_for_a_pending_answer_to_be_settled(
     clock.advance(2)
     drain(EffectRunner(engine, adapters(ledger)))
     assert engine.get(sid).status == "completed"
+
+
+def test_a_call_that_answers_after_a_takeover_cancelled_its_effect_is_counted(
+    store_url: str, clock: ManualClock, ledger: LedgerAdapter
+) -> None:
+    # Runner A's call is slow and its lease runs out. Meanwhile the state's timer moves
+    # the session on, and runner B takes the effect over: it asks the adapter, which
+    # does not know the key yet (A's transfer has not gone out), and cancels. Then A's
+    # transfer goes through. That money must be counted, not dropped with A's claim.
+    engine = Engine(FlowRegistry([load_flow("deposit.yaml", text=TIMEOUT_FLOW)]), store_url, clock)
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAYMENT)
+    runner_b = EffectRunner(engine, adapters(ledger), worker_id="runner-B", lease_ms=60_000)
+
+    class SlowTransfer:
+        def perform(self, call: EffectCall) -> EffectResult:
+            clock.advance(31 * 60)  # A's lease (1 s) and the delivery timeout run out
+            TimerWorker(engine).run_once()  # delivery_timeout: paid -> review
+            assert runner_b.run_once() == 1  # takes the effect over, and cancels it
+            return ledger.perform(call)  # A's transfer goes through at last
+
+        def status_of(self, key: str) -> EffectResult | None:
+            return ledger.status_of(key)
+
+    EffectRunner(engine, {"evm.deliver": SlowTransfer()}, worker_id="A", lease_ms=1000).run_once()
+    drain(runner_b)
+    assert [effect for _, effect, _ in ledger.transfers()] == ["evm.deliver"]
+    session = engine.get(sid)
+    assert (session.state, session.amounts.delivered) == ("review", "25.00")
+    with engine.store.transaction() as tx:
+        (effect,) = tx.effects(sid)
+        assert tx.webhooks(sid)[-1].type == "session.requires_review"
+    assert effect.status == "done"
