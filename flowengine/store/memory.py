@@ -268,7 +268,13 @@ class MemoryTransaction:
             item = heapq.heappop(heap)
             self._undo.append(partial(heapq.heappush, heap, item))
             timer = self.s.timer_rows.get(item[1])
-            if timer is not None and timer.status == "pending":
+            # The heap may hold a timer twice (requeued by a rolled-back claim, then
+            # pushed again when a person retried it after it failed): claimed once.
+            if (
+                timer is not None
+                and timer.status == "pending"
+                and timer.timer_id not in self._claimed_timers
+            ):
                 claimed.append(timer)
                 self._claimed_timers[timer.timer_id] = item
         return claimed

@@ -536,6 +536,28 @@ def test_a_failed_timer_set_pending_again_is_claimable(with_session: Store) -> N
         assert [t.timer_id for t in tx.claim_due_timers(now=50, limit=10)] == [timer.timer_id]
 
 
+def test_a_timer_retried_after_its_firing_rolled_back_is_claimed_once(
+    with_session: Store,
+) -> None:
+    # Firing raised (its claim rolled back), the worker parked the timer as failed,
+    # and a person retried it: one claim, not two copies of the same timer.
+    with with_session.transaction() as tx:
+        tx.add_timer("s1", "expire", "created", 0, 10)
+
+    def fire(tx: Transaction) -> None:
+        tx.claim_due_timers(now=10, limit=5)
+
+    with pytest.raises(Boom):
+        run(with_session, fire, then_raise=True)
+    with with_session.transaction() as tx:
+        (timer,) = tx.timers("s1")
+        tx.finish_timer(timer.timer_id, "failed")
+    with with_session.transaction() as tx:
+        tx.finish_timer(timer.timer_id, "pending")
+    with with_session.transaction() as tx:
+        assert [t.timer_id for t in tx.claim_due_timers(now=50, limit=10)] == [timer.timer_id]
+
+
 def test_a_timer_keeps_what_it_was_set_with(with_session: Store) -> None:
     with with_session.transaction() as tx:
         tx.add_timer("s1", "expire", "amount_selected", 4, 61_000)
