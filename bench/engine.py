@@ -28,7 +28,10 @@ Then, apart: 8 threads calling ``send`` on SQLite FULL and PostgreSQL, each send
 a commit of its own (``group_commit=1``, the default) and with ``group_commit=50``,
 where sends made while a commit runs share the next one (flowengine/grouping.py).
 
-Run: .venv/bin/python bench/engine.py [--sessions N]
+Each row and its baselines run in turns (median of 3 each), so that a VM whose speed
+drifts while the bench runs moves them alike.
+
+Run: .venv/bin/python bench/engine.py [--sessions N] [--repeat N]
 """
 
 from __future__ import annotations
@@ -376,6 +379,13 @@ def main() -> None:
     def median(fn: Callable[[int], float]) -> float:
         return statistics.median(fn(i) for i in range(args.repeat))
 
+    def alternating(*fns: Callable[[int], float]) -> list[float]:
+        """The median of each of ``fns``, run in turns (the first run of each, then the
+        second…): a machine that speeds up or slows down while the bench runs (a VM's
+        neighbours) then moves a row and its baselines alike, not one of them."""
+        runs = [[fn(i) for fn in fns] for i in range(args.repeat)]
+        return [statistics.median(run[k] for run in runs) for k in range(len(fns))]
+
     def sqlite_url(tag: str, i: int, sync: str) -> str:
         return f"sqlite:///{tmp / f'{tag}{i}.db'}?synchronous={sync}"
 
@@ -405,13 +415,17 @@ def main() -> None:
         )
     )
     for sync in ("FULL", "NORMAL"):
-        raw = median(lambda i, s=sync: raw_sqlite(tmp / f"raw{s}{i}.db", n, s))
-        low = median(lambda i, s=sync: raw_sqlite(tmp / f"low{s}{i}.db", n, s, chart))
-        eng = median(lambda i, s=sync: engine_lifecycles(sqlite_url("e" + s, i, s), n))
+        raw, low, eng = alternating(
+            lambda i, s=sync: raw_sqlite(tmp / f"raw{s}{i}.db", n, s),
+            lambda i, s=sync: raw_sqlite(tmp / f"low{s}{i}.db", n, s, chart),
+            lambda i, s=sync: engine_lifecycles(sqlite_url("e" + s, i, s), n),
+        )
         rows.append(Row(f"engine, SQLite {sync}, 1 tx/event", eng, f"raw sqlite3 {sync}", raw, low))
-        raw_g = median(lambda i, s=sync: raw_sqlite_grouped(tmp / f"rawg{s}{i}.db", n, s))
-        low_g = median(lambda i, s=sync: raw_sqlite_grouped(tmp / f"lowg{s}{i}.db", n, s, chart))
-        grp = median(lambda i, s=sync: engine_group_commit(sqlite_url("g" + s, i, s), n))
+        raw_g, low_g, grp = alternating(
+            lambda i, s=sync: raw_sqlite_grouped(tmp / f"rawg{s}{i}.db", n, s),
+            lambda i, s=sync: raw_sqlite_grouped(tmp / f"lowg{s}{i}.db", n, s, chart),
+            lambda i, s=sync: engine_group_commit(sqlite_url("g" + s, i, s), n),
+        )
         rows.append(
             Row(
                 f"engine, SQLite {sync}, group commit 50",
@@ -421,13 +435,17 @@ def main() -> None:
                 low_g,
             )
         )
-    raw2 = median(lambda i: raw_sqlite_processes(tmp / f"raw2p{i}.db", n, 2, grouped=False))
-    eng2 = median(lambda i: engine_processes(sqlite_url("e2p", i, "FULL"), n, 2))
+    raw2, eng2 = alternating(
+        lambda i: raw_sqlite_processes(tmp / f"raw2p{i}.db", n, 2, grouped=False),
+        lambda i: engine_processes(sqlite_url("e2p", i, "FULL"), n, 2),
+    )
     rows.append(
         Row("engine, SQLite FULL, 2 processes", eng2, "raw sqlite3 FULL, 2 processes", raw2)
     )
-    raw2g = median(lambda i: raw_sqlite_processes(tmp / f"raw2g{i}.db", n * 2, 2, grouped=True))
-    eng2g = median(lambda i: engine_processes(sqlite_url("g2p", i, "FULL"), n * 2, 2, True))
+    raw2g, eng2g = alternating(
+        lambda i: raw_sqlite_processes(tmp / f"raw2g{i}.db", n * 2, 2, grouped=True),
+        lambda i: engine_processes(sqlite_url("g2p", i, "FULL"), n * 2, 2, True),
+    )
     rows.append(
         Row(
             "engine, SQLite FULL, 2 processes, group 50",
@@ -438,13 +456,11 @@ def main() -> None:
     )
 
     threads: list[tuple[str, float, float]] = []
-    threads.append(
-        (
-            "SQLite FULL",
-            median(lambda i: engine_threads(sqlite_url("t1_", i, "FULL"), n // 2, 8, 1)),
-            median(lambda i: engine_threads(sqlite_url("t50_", i, "FULL"), n // 2, 8, 50)),
-        )
+    own, shared = alternating(
+        lambda i: engine_threads(sqlite_url("t1_", i, "FULL"), n // 2, 8, 1),
+        lambda i: engine_threads(sqlite_url("t50_", i, "FULL"), n // 2, 8, 50),
     )
+    threads.append(("SQLite FULL", own, shared))
     schemas: list[str] = []
     try:
 
@@ -453,17 +469,23 @@ def main() -> None:
             return schemas[-1]
 
         pn = max(200, n // 3)
-        raw1 = median(lambda i: raw_postgres(fresh(), pn))
-        low1 = median(lambda i: raw_postgres(fresh(), pn, chart))
-        eng1 = median(lambda i: engine_lifecycles(pg_url(fresh()), pn))
+        raw1, low1, eng1 = alternating(
+            lambda i: raw_postgres(fresh(), pn),
+            lambda i: raw_postgres(fresh(), pn, chart),
+            lambda i: engine_lifecycles(pg_url(fresh()), pn),
+        )
         rows.append(
             Row("engine, PostgreSQL, 1 process", eng1, "raw psycopg, 1 process", raw1, low1)
         )
-        raw4 = median(lambda i: raw_postgres_processes(fresh(), pn * 2, 4))
-        eng4 = median(lambda i: engine_processes(pg_url(fresh()), pn * 2, 4))
+        raw4, eng4 = alternating(
+            lambda i: raw_postgres_processes(fresh(), pn * 2, 4),
+            lambda i: engine_processes(pg_url(fresh()), pn * 2, 4),
+        )
         rows.append(Row("engine, PostgreSQL, 4 processes", eng4, "raw psycopg, 4 processes", raw4))
-        raw4g = median(lambda i: raw_postgres_grouped(fresh(), pn * 2, 4))
-        eng4g = median(lambda i: engine_processes(pg_url(fresh()), pn * 2, 4, grouped=True))
+        raw4g, eng4g = alternating(
+            lambda i: raw_postgres_grouped(fresh(), pn * 2, 4),
+            lambda i: engine_processes(pg_url(fresh()), pn * 2, 4, grouped=True),
+        )
         rows.append(
             Row(
                 "engine, PostgreSQL, 4 processes, group 50",
@@ -475,8 +497,10 @@ def main() -> None:
         # A chain watcher's batch is a block's transfers, often more than 50: the same
         # with 200 events per commit (400 sessions per worker: whole batches).
         big = max(pn * 2, 1600)
-        raw4b = median(lambda i: raw_postgres_grouped(fresh(), big, 4, batch=200))
-        eng4b = median(lambda i: engine_processes(pg_url(fresh()), big, 4, True, batch=200))
+        raw4b, eng4b = alternating(
+            lambda i: raw_postgres_grouped(fresh(), big, 4, batch=200),
+            lambda i: engine_processes(pg_url(fresh()), big, 4, True, batch=200),
+        )
         rows.append(
             Row(
                 "engine, PostgreSQL, 4 processes, group 200",
@@ -485,16 +509,16 @@ def main() -> None:
                 raw4b,
             )
         )
-        threads.append(
-            (
-                "PostgreSQL",
-                median(lambda i: engine_threads(pg_url(fresh()), pn, 8, 1)),
-                median(lambda i: engine_threads(pg_url(fresh()), pn, 8, 50)),
-            )
+        own, shared = alternating(
+            lambda i: engine_threads(pg_url(fresh()), pn, 8, 1),
+            lambda i: engine_threads(pg_url(fresh()), pn, 8, 50),
         )
-        raw1g = median(lambda i: raw_postgres_grouped(fresh(), pn, 1))
-        low1g = median(lambda i: raw_postgres_grouped(fresh(), pn, 1, chart=True))
-        grp = median(lambda i: engine_group_commit(pg_url(fresh()), pn))
+        threads.append(("PostgreSQL", own, shared))
+        raw1g, low1g, grp = alternating(
+            lambda i: raw_postgres_grouped(fresh(), pn, 1),
+            lambda i: raw_postgres_grouped(fresh(), pn, 1, chart=True),
+            lambda i: engine_group_commit(pg_url(fresh()), pn),
+        )
         rows.append(
             Row("engine, PostgreSQL, group commit 50", grp, "raw psycopg, grouped", raw1g, low1g)
         )
@@ -506,7 +530,8 @@ def main() -> None:
 
     print(
         f"deposit lifecycle = {EVENTS_PER_SESSION} durable steps; {n} sessions; "
-        f"median of {args.repeat}; python-statemachine's smallest chart: "
+        f"median of {args.repeat}, each row run in turns with its baselines; "
+        f"python-statemachine's smallest chart: "
         f"{minimal:,.0f} transitions/s"
     )
     print(
