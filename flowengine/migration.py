@@ -27,11 +27,10 @@ def migration_target(
     or None when it stays on its own version: ``current``'s ``upgrade.migrate`` must
     cover the session's version and map its state, and neither side may be final.
 
-    ``from: "*"`` covers only versions *older* than ``current``: during a rolling
-    deploy or a rollback, processes running different versions share one store, and
-    one still on the older version must not move sessions back to it (they would then
-    bounce between the two). Older means stored first; a version the store has not
-    seen yet is newer than every stored one.
+    ``from: "*"`` covers only versions *older* than ``current`` (:func:`_older`):
+    during a rolling deploy or a rollback, processes running different versions share
+    one store, and one still on the older version must not move sessions back to it
+    (they would then bounce between the two, or stay on the old one).
     """
     if current is None or current.spec.content_hash == record.flow_hash:
         return None
@@ -41,19 +40,31 @@ def migration_target(
     target = upgrade.migrate.get(record.state)
     if target is None or flow.is_final(record.state) or current.is_final(target):
         return None
-    if record.flow_version not in upgrade.versions and not _stored_before(
-        tx, record.flow_hash, current.spec.content_hash
-    ):
+    if record.flow_version not in upgrade.versions and not _older(tx, record, current):
         return None
     return target
 
 
-def _stored_before(tx: Transaction, theirs: str, ours: str) -> bool:
-    mine = tx.get_flow_version(ours)
-    if mine is None:
-        return True
-    other = tx.get_flow_version(theirs)
-    return other is not None and other.created_at < mine.created_at
+def _older(tx: Transaction, record: SessionRecord, current: CompiledFlow) -> bool:
+    """Whether the session's flow version is older than ``current``'s.
+
+    By number when both versions are whole numbers (``version: 3``, as every shipped
+    flow's is): release order, whichever process saw which first. Otherwise by which
+    the store saw first; and a version the store has not seen is not newer than any.
+    It used to count as newest, but a process still on an old release that has not
+    written its version yet (one running only workers) then moved sessions back to it,
+    and, having saved it at that move, made it the newest for good.
+    """
+    theirs, ours = record.flow_version, current.spec.version
+    if _whole(theirs) and _whole(ours):
+        return int(theirs) < int(ours)
+    mine = tx.get_flow_version(current.spec.content_hash)
+    other = tx.get_flow_version(record.flow_hash)
+    return mine is not None and other is not None and other.created_at < mine.created_at
+
+
+def _whole(version: str) -> bool:
+    return version.isascii() and version.isdigit()
 
 
 def migrate(

@@ -165,6 +165,60 @@ def test_a_process_still_on_an_older_version_does_not_move_sessions_back(
     assert len(migrations) == 1
 
 
+EVERY_OLDER = (
+    "\nupgrade:\n  from: '*'\n"
+    "  migrate: {created: created, amount_selected: amount_selected, paid: paid}\n"
+)
+
+
+def versioned(version: str) -> str:
+    """The deposit flow as ``version``, taking over every older version's sessions."""
+    label = f"label: Waiting for the payer ({version})"
+    text = V1.replace("version: 1\n", f"version: '{version}'\n", 1)
+    return text.replace("label: Waiting for the payer", label) + EVERY_OLDER
+
+
+def test_an_older_process_that_never_wrote_its_version_does_not_take_sessions_back(
+    store_url: str, clock: ManualClock
+) -> None:
+    # The v2 process runs only workers, so the store never saw v2 before v3 created
+    # this session. It used to count as the newest and move the session back to v2
+    # for good (the v3 process then saw v2 as newer still).
+    if store_url.startswith("memory"):
+        pytest.skip("two engines share a store only on SQL backends")
+    on_v3 = engine_with(versioned("3"), store_url, clock)
+    on_v2 = engine_with(versioned("2"), store_url, clock)
+    sid = on_v3.create_session(create_request(amount=None)).session_id
+    on_v2.send(sid, "select_amount")
+    on_v3.send(sid, "payment_detected", PAYMENT)
+    assert on_v3.record(sid).flow_version == "3"
+    assert [e.event for e in on_v3.history(sid)] == [
+        "session.created",
+        "select_amount",
+        "payment_detected",
+    ]
+
+
+def test_versions_that_are_not_numbers_are_ordered_as_the_store_saw_them(
+    store_url: str, clock: ManualClock
+) -> None:
+    # "2026-12" is older than "2027-01" because the store saw it first; a process on
+    # a version the store has not seen takes nothing over until it has written it.
+    if store_url.startswith("memory"):
+        pytest.skip("two engines share a store only on SQL backends")
+    on_old = engine_with(versioned("2026-12"), store_url, clock)
+    sid = on_old.create_session(create_request(amount=None)).session_id
+    on_new = engine_with(versioned("2027-01"), store_url, clock)
+    on_new.send(sid, "select_amount")
+    assert on_new.record(sid).flow_version == "2026-12"  # 2027-01 not in the store yet
+    clock.advance(60)
+    on_new.create_session(create_request())  # now it is, seen after 2026-12
+    on_new.send(sid, "payment_detected", PAYMENT)
+    assert on_new.record(sid).flow_version == "2027-01"
+    on_old.send(sid, "evm.deliver.done", DELIVERED)
+    assert on_old.record(sid).flow_version == "2027-01"  # not moved back
+
+
 SENDER = textwrap.dedent(
     """
     import sys
