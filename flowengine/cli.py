@@ -36,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlowEngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file named on the command line: the user's to fix
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     return result
 
 

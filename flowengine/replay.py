@@ -254,7 +254,9 @@ def add_commands(flows_actions: argparse._SubParsersAction[argparse.ArgumentPars
     check.add_argument("flow", type=Path, metavar="NEW")
     check.add_argument("--store", required=True, help="store URL holding the live sessions")
     check.add_argument("--replay", action="store_true", help="replay the stored event logs")
-    check.add_argument("--sample", type=int, help="replay only N random live sessions")
+    check.add_argument(
+        "--sample", type=_at_least_one, help="replay only N random live sessions (N ≥ 1)"
+    )
     check.set_defaults(run=_check_command)
 
     ship = flows_actions.add_parser(
@@ -265,6 +267,13 @@ def add_commands(flows_actions: argparse._SubParsersAction[argparse.ArgumentPars
     ship.add_argument("--force", action="store_true", help="deploy despite a failed check")
     ship.add_argument("--reason", help="why --force is needed (recorded with the version)")
     ship.set_defaults(run=_deploy_command)
+
+
+def _at_least_one(text: str) -> int:
+    """``--sample``: a check that replays no session would pass having checked nothing."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of sessions ≥ 1")
+    return int(text)
 
 
 def _check_command(args: argparse.Namespace) -> int:

@@ -73,6 +73,16 @@ def test_the_schema_accepts_the_shipped_flows(
             assert _accepts(state["emit"], body["emit"]), body["emit"]
 
 
+@pytest.mark.parametrize("command", ["diagram", "testgen"])
+def test_an_output_file_that_cannot_be_written_is_an_error_not_a_traceback(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    in_the_way = tmp_path / ("flow.svg" if command == "diagram" else "test_flow.py")
+    in_the_way.mkdir()  # -o names a directory
+    code, _, err = run(capsys, command, DEPOSIT, "-o", str(in_the_way))
+    assert (code, err) == (1, f"error: {in_the_way}: Is a directory\n")
+
+
 # --- simulate --------------------------------------------------------------------------
 
 

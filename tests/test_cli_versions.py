@@ -107,3 +107,16 @@ def test_a_mistyped_store_url_is_an_error_not_a_new_empty_store(
         err = capsys.readouterr().err
         assert "no store at" in err or "holds nothing to read" in err, (argv, err)
     assert not typo.exists()
+
+
+@pytest.mark.parametrize("sample", ["0", "-1", "two"])
+def test_a_sample_of_no_sessions_is_a_usage_error(
+    sample: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --sample 0 passed having replayed nothing; a negative one ended in a traceback.
+    flow = str(FLOWS / "deposit.yaml")
+    argv = ["flows", "check", flow, "--replay", "--store", f"sqlite:///{tmp_path}/s.db"]
+    with pytest.raises(SystemExit) as usage:
+        main([*argv, "--sample", sample])
+    assert usage.value.code == 2
+    assert "--sample" in capsys.readouterr().err
