@@ -181,6 +181,8 @@ def _diagram(args: argparse.Namespace) -> int:
     highlight = [state for state in args.highlight.split(",") if state]
     migrations: list[tuple[str, str]] = []
     if args.session:
+        if highlight:
+            raise FlowEngineError("--session highlights the session's own path: drop --highlight")
         spec, highlight, migrations = _session_path(args)
     elif args.flow is None:
         raise FlowEngineError("name a FLOW file, or --session ID with --store URL")

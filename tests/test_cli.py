@@ -83,6 +83,18 @@ def test_an_output_file_that_cannot_be_written_is_an_error_not_a_traceback(
     assert (code, err) == (1, f"error: {in_the_way}: Is a directory\n")
 
 
+def test_a_session_path_and_a_path_to_highlight_are_one_too_many(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # --session draws the session's own path; a --highlight beside it was dropped unsaid.
+    argv = ["diagram", "--session", "0" * 32, "--store", "sqlite:///x.db", "--highlight", "paid"]
+    code, _, err = run(capsys, *argv)
+    assert (code, err) == (
+        1,
+        "error: --session highlights the session's own path: drop --highlight\n",
+    )
+
+
 # --- simulate --------------------------------------------------------------------------
 
 
