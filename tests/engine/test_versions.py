@@ -138,33 +138,6 @@ def test_a_changed_file_under_an_unchanged_version_is_refused(
         FlowRegistry([load_flow("a.yaml", text=V1), load_flow("b.yaml", text=edited)])
 
 
-def test_a_process_still_on_an_older_version_does_not_move_sessions_back(
-    store_url: str, clock: ManualClock
-) -> None:
-    # A rolling deploy (or a rollback): processes on v2 and v3 share the store, both
-    # saying upgrade from "*". Only older versions are taken over, so a v3 session
-    # stays on v3 whichever process handles its next event.
-    if store_url.startswith("memory"):
-        pytest.skip("two engines share a store only on SQL backends")
-    every = (
-        "\nupgrade:\n  from: '*'\n"
-        "  migrate: {created: created, amount_selected: amount_selected, paid: paid}\n"
-    )
-    v3 = V1.replace("version: 1\n", "version: 3\n", 1).replace(
-        "label: Waiting for the payer", "label: Waiting for you"
-    )
-    on_v2 = engine_with(V1.replace("version: 1\n", "version: 2\n", 1) + every, store_url, clock)
-    on_v3 = engine_with(v3 + every, store_url, clock)
-    sid = on_v2.create_session(create_request(amount=None)).session_id
-    on_v3.send(sid, "select_amount")  # v2 -> v3: older, taken over
-    assert on_v3.record(sid).flow_version == "3"
-    on_v2.send(sid, "payment_detected", PAYMENT)  # not moved back to v2
-    assert on_v2.record(sid).flow_version == "3"
-    assert on_v3.send(sid, "evm.deliver.done", DELIVERED).state == "delivered"
-    migrations = [e for e in on_v3.history(sid) if e.event == "flow.migrated"]
-    assert len(migrations) == 1
-
-
 EVERY_OLDER = (
     "\nupgrade:\n  from: '*'\n"
     "  migrate: {created: created, amount_selected: amount_selected, paid: paid}\n"
@@ -178,16 +151,37 @@ def versioned(version: str) -> str:
     return text.replace("label: Waiting for the payer", label) + EVERY_OLDER
 
 
+def releases(store_url: str, clock: ManualClock, *versions: str) -> list[Engine]:
+    """Processes of different releases sharing one store: an engine per version."""
+    if store_url.startswith("memory"):
+        pytest.skip("two engines share a store only on SQL backends")
+    return [engine_with(versioned(version), store_url, clock) for version in versions]
+
+
+def test_a_process_still_on_an_older_version_does_not_move_sessions_back(
+    store_url: str, clock: ManualClock
+) -> None:
+    # A rolling deploy (or a rollback): processes on v2 and v3 share the store, both
+    # saying upgrade from "*". Only older versions are taken over, so a v3 session
+    # stays on v3 whichever process handles its next event.
+    on_v2, on_v3 = releases(store_url, clock, "2", "3")
+    sid = on_v2.create_session(create_request(amount=None)).session_id
+    on_v3.send(sid, "select_amount")  # v2 -> v3: older, taken over
+    assert on_v3.record(sid).flow_version == "3"
+    on_v2.send(sid, "payment_detected", PAYMENT)  # not moved back to v2
+    assert on_v2.record(sid).flow_version == "3"
+    assert on_v3.send(sid, "evm.deliver.done", DELIVERED).state == "delivered"
+    migrations = [e for e in on_v3.history(sid) if e.event == "flow.migrated"]
+    assert len(migrations) == 1
+
+
 def test_an_older_process_that_never_wrote_its_version_does_not_take_sessions_back(
     store_url: str, clock: ManualClock
 ) -> None:
     # The v2 process runs only workers, so the store never saw v2 before v3 created
     # this session. It used to count as the newest and move the session back to v2
     # for good (the v3 process then saw v2 as newer still).
-    if store_url.startswith("memory"):
-        pytest.skip("two engines share a store only on SQL backends")
-    on_v3 = engine_with(versioned("3"), store_url, clock)
-    on_v2 = engine_with(versioned("2"), store_url, clock)
+    on_v2, on_v3 = releases(store_url, clock, "2", "3")
     sid = on_v3.create_session(create_request(amount=None)).session_id
     on_v2.send(sid, "select_amount")
     on_v3.send(sid, "payment_detected", PAYMENT)
@@ -204,11 +198,8 @@ def test_versions_that_are_not_numbers_are_ordered_as_the_store_saw_them(
 ) -> None:
     # "2026-12" is older than "2027-01" because the store saw it first; a process on
     # a version the store has not seen takes nothing over until it has written it.
-    if store_url.startswith("memory"):
-        pytest.skip("two engines share a store only on SQL backends")
-    on_old = engine_with(versioned("2026-12"), store_url, clock)
+    on_old, on_new = releases(store_url, clock, "2026-12", "2027-01")
     sid = on_old.create_session(create_request(amount=None)).session_id
-    on_new = engine_with(versioned("2027-01"), store_url, clock)
     on_new.send(sid, "select_amount")
     assert on_new.record(sid).flow_version == "2026-12"  # 2027-01 not in the store yet
     clock.advance(60)
