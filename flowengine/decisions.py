@@ -23,6 +23,7 @@ from .compiler import CompiledFlow
 from .errors import FieldError, FlowEngineError, SessionNotFound, ValidationError
 from .events import EventInput, SendResult
 from .flows import FlowRegistry
+from .migration import migration_target
 from .store import (
     EffectAttempt,
     EffectRecord,
@@ -83,15 +84,24 @@ class Decisions:
         """The events the session's state takes, with targets, guards and their value now.
 
         What a person resolving a session in review chooses from (see :meth:`override`).
+        When a newer version of its flow takes the session over at its next event, the
+        events are those of the state it moves to there: an event is applied in that
+        state or refused (:mod:`flowengine.migration`), so its own version's list would
+        offer choices the override then refuses.
         """
         with self.store.transaction() as tx:
             record = tx.get_session(session_id)
             if record is None:
                 raise SessionNotFound(session_id)
-            flow = self.flow_of(tx, record)
+            flow, state = self.flow_of(tx, record), record.state
+            current = self.flows.find(record.flow_name)
+            target = migration_target(tx, record, flow, current)
+        if target is not None:
+            assert current is not None
+            flow, state = current, target
         return [
             AllowedEvent(edge.event, edge.target, edge.guard, holds, edge.kind)
-            for edge, holds in flow.enabled(record.state, record.data)
+            for edge, holds in flow.enabled(state, record.data)
         ]
 
     def override(

@@ -262,3 +262,22 @@ def test_a_flows_directory_with_two_files_of_one_flow_is_refused(tmp_path: Path)
     (tmp_path / "deposit.v2.yaml").write_text(v2())
     with pytest.raises(FlowEngineError, match="two files of flow 'deposit'"):
         FlowRegistry.from_directory(tmp_path)
+
+
+def test_the_choices_offered_by_hand_are_those_of_the_version_that_takes_over(
+    store_url: str, clock: ManualClock
+) -> None:
+    # v2 takes v1's sessions over at their next event, and lets a merchant withdraw a
+    # session in 'created'; offered v1's list, a person could not pick that, and an
+    # event only v1 takes would be refused (the event is applied in v2 or not at all).
+    engine = engine_with(V1, store_url, clock)
+    sid = engine.create_session(create_request()).session_id
+    v2_text = V1.replace("version: 1\n", "version: 2\n", 1) + (
+        "  - {event: withdrawn, from: created, to: expired}\n"
+        "upgrade:\n  from: 1\n  migrate: {created: created}\n"
+    )
+    engine = redeployed(engine, v2_text, store_url, clock)
+    offered = {choice.event for choice in engine.allowed_events(sid)}
+    assert "withdrawn" in offered
+    engine.override(sid, "withdrawn", reason="merchant withdrew the order", actor="ops")
+    assert (engine.get(sid).status, engine.record(sid).flow_version) == ("expired", "2")
