@@ -313,7 +313,7 @@ class EffectRunner:
             assert current is not None
             assert record is not None  # effects refer to their session
             if suffix is None:
-                wait = self.retry.next_look(effect.attempts, self._schedule(tx, effect))
+                wait = self.retry.next_look(effect.attempts, self._schedule(tx, current))
                 if wait is not None:
                     tx.update_effect(
                         replace(
@@ -349,7 +349,8 @@ class EffectRunner:
             )
 
     def _schedule(self, tx: Transaction, effect: EffectRecord) -> list[int] | None:
-        """The ``poll:`` delays (seconds) of the state that requested ``effect``."""
+        """The ``poll:`` delays (seconds) of the state that requested ``effect``: the
+        row as read under the lock (a migration meanwhile may have renamed the state)."""
         record = tx.get_session(effect.session_id)
         if record is None:
             return None
@@ -378,7 +379,7 @@ class EffectRunner:
             current = tx.get_effect(effect.key, for_update=True)
             if self._still_mine(current, effect):
                 assert current is not None
-                wait = self.retry.next_look(effect.attempts, self._schedule(tx, effect))
+                wait = self.retry.next_look(effect.attempts, self._schedule(tx, current))
                 if wait is None:
                     reason = f"{reason} (and no looks left)"
                     tx.update_effect(

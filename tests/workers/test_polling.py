@@ -210,3 +210,43 @@ def test_only_a_parked_effect_of_a_waiting_session_can_be_retried(
     with pytest.raises(FlowEngineError, match="not parked for review"):
         engine.retry_effect(parked.key, reason="why", actor="ops")  # settled: cancelled
     assert [e.event for e in engine.history(sid)].count("effect.retried") == 0
+
+
+def test_a_look_after_its_state_was_renamed_follows_the_new_versions_schedule(
+    store_url: str, clock: ManualClock
+) -> None:
+    # v2 renames 'paid' to 'paying' (looking every hour) and takes v1's sessions over.
+    # A second payment moves this one to v2 while the runner is asking about its
+    # delivery: the next look must follow 'paying''s schedule, not the default one
+    # that a lookup of the old name 'paid' in v2 falls back to.
+    paid = "    effect: evm.deliver\n    outcomes: {done: delivered, failed: refunding}\n"
+    v1 = V1.replace(paid, paid.replace("    outcomes", "    poll: ['10s×2']\n    outcomes"))
+    v2 = (
+        v1.replace("version: 1\n", "version: 2\n", 1)
+        .replace("poll: ['10s×2']", "poll: ['1h×3']")
+        .replace("  paid:\n", "  paying:\n")
+        .replace("to: paid\n", "to: paying\n")
+    ) + "defer: payment_detected\nupgrade:\n  from: 1\n  migrate: {paid: paying}\n"
+    engine = Engine(FlowRegistry([load_flow("deposit.yaml", text=v1)]), store_url, clock)
+    sid = engine.create_session(create_request()).session_id
+    engine.send(sid, "payment_detected", PAY)
+
+    class Broadcast:
+        def perform(self, call: EffectCall) -> EffectResult:
+            return EffectResult("pending", detail="broadcast")
+
+        def status_of(self, key: str) -> EffectResult:
+            engine.flows.add(load_flow("deposit.yaml", text=v2))
+            second = {"units": 1_000_000, "txHash": "0x" + "cc" * 32}
+            engine.send(sid, "payment_detected", second)  # deferred in v2: the move is made
+            return EffectResult("pending", detail="1 confirmation")
+
+    runner = EffectRunner(engine, {"evm.deliver": Broadcast()})
+    runner.run_once()  # pending: look again in 10 s (v1's schedule)
+    clock.advance(10)
+    runner.run_once()  # the look during which the session moved to v2
+    assert (engine.record(sid).flow_version, engine.record(sid).state) == ("2", "paying")
+    with engine.store.transaction() as tx:
+        (delivery,) = [e for e in tx.effects(sid) if e.effect == "evm.deliver"]
+    assert (delivery.state, delivery.status) == ("paying", "pending")
+    assert delivery.available_at == clock.now_ms() + 3_600_000
