@@ -55,11 +55,16 @@ def test_a_breaking_change_is_diffed_caught_and_not_deployed(
     assert main(["flows", "check", v2, "--store", url, "--replay"]) == 0  # the change is ahead
     assert "ok:" in capsys.readouterr().out
 
-    no_refund = write(
+    no_refund = write(  # a reverted delivery no longer refunds (a failed settlement does)
         tmp_path,
-        V1.replace("version: 1\n", "version: 3\n", 1).replace(
+        V1.replace("version: 1\n", "version: 3\n", 1)
+        .replace(
             "outcomes: {done: delivered, failed: refunding}",
             "outcomes: {done: delivered, failed: bounced}",
+        )
+        .replace(
+            "outcomes: {done: completed, failed: review}",
+            "outcomes: {done: completed, failed: refunding}",
         ),
     )
     assert main(["flows", "check", no_refund, "--store", url, "--replay"]) == 1

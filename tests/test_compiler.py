@@ -192,7 +192,7 @@ def test_the_full_deposit_lifecycle_on_a_live_machine(deposit: CompiledFlow) -> 
     ("events", "end"),
     [
         (["evm.deliver.failed", "evm.refund.done"], "bounced"),
-        (["evm.deliver.done", "evm.settle.failed", "evm.refund.failed"], "review"),
+        (["evm.deliver.done", "evm.settle.failed"], "review"),  # delivered: a person looks
         (["evm.deliver.failed", "evm.refund.failed", "resolve_completed"], "completed"),
     ],
 )

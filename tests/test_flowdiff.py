@@ -33,10 +33,19 @@ def spec(text: str = V1) -> FlowSpec:
     return load_flow("flows/deposit.yaml", text=text)
 
 
-NO_REFUND = v2(V1).replace(
-    "outcomes: {done: delivered, failed: refunding}", "outcomes: {done: delivered, failed: bounced}"
+NO_REFUND = (
+    v2(V1)
+    .replace(
+        "outcomes: {done: delivered, failed: refunding}",
+        "outcomes: {done: delivered, failed: bounced}",
+    )
+    .replace(
+        "outcomes: {done: completed, failed: review}",
+        "outcomes: {done: completed, failed: refunding}",
+    )
 )
-"""v2: a reverted delivery no longer refunds."""
+"""v2: a reverted delivery no longer refunds (a failed settlement does instead, which
+keeps the refunding state reachable)."""
 
 ON_HOLD = v2(V1).replace(
     "  review:\n",
@@ -79,12 +88,13 @@ def test_the_same_flow_has_no_differences() -> None:
 def test_dropping_the_refund_changes_the_state_and_affects_it() -> None:
     diff = diff_flows(spec(), spec(NO_REFUND))
 
-    (change,) = diff.states
+    change, settle = diff.states
     assert (change.op, change.key) == ("changed", "paid")
     assert change.before == {"outcomes": {"done": "delivered", "failed": "refunding"}}
     assert change.after == {"outcomes": {"done": "delivered", "failed": "bounced"}}
     assert change.details == ("outcome failed: refunding → bounced",)
-    assert diff.affected_states() == {"paid"}
+    assert (settle.key, settle.details) == ("delivered", ("outcome failed: review → refunding",))
+    assert diff.affected_states() == {"paid", "delivered"}
     assert not diff.transitions
     assert not diff.events  # evm.deliver.failed still leads somewhere
     assert "  ~ paid: outcome failed: refunding → bounced" in diff.format().splitlines()
@@ -157,7 +167,7 @@ def test_removed_and_changed_states_timers_and_names() -> None:
         ("- {at: expires_at, event: expire}\n  paid:", "- {after: 30m, event: expire}\n  paid:"),
         ("    label: Waiting for the payer\n", "    label: Waiting for you\n"),
         (
-            "effect: evm.settle\n    outcomes: {done: completed, failed: refunding}\n",
+            "effect: evm.settle\n    outcomes: {done: completed, failed: review}\n",
             SETTLE_BY_CALL,
         ),
         (RESOLVE_BOUNCED, ""),
@@ -171,10 +181,7 @@ def test_removed_and_changed_states_timers_and_names() -> None:
     ]
     created, delivered, review = diff.states
     assert created.cosmetic
-    assert delivered.details == (
-        "effect: evm.settle → evm.call",
-        "outcome failed: refunding → review",
-    )
+    assert delivered.details == ("effect: evm.settle → evm.call",)
     assert review.details == (
         "status: requires_review → held",
         "emit: [session.requires_review] → (none)",
@@ -209,14 +216,15 @@ def test_removed_and_changed_states_timers_and_names() -> None:
 
 def test_to_dict_is_json() -> None:
     both = ON_HOLD.replace("failed: refunding}\n  delivered", "failed: bounced}\n  delivered")
+    both = both.replace("{done: completed, failed: review}", "{done: completed, failed: refunding}")
     diff = diff_flows(spec(), spec(both))
 
     data = json.loads(json.dumps(diff.to_dict()))
 
     assert data["flow"] == "deposit"
     assert (data["old"]["version"], data["new"]["version"]) == ("1", "2")
-    assert data["affected_states"] == ["paid"]
-    added = data["changes"]["states"][1]
+    assert data["affected_states"] == ["paid", "delivered"]
+    added = next(c for c in data["changes"]["states"] if c["key"] == "on_hold")
     assert added["op"] == "added"
     assert added["after"]["timers"] == [{"event": "release", "after": "1h"}]
     assert list(data["changes"]) == [
@@ -321,7 +329,7 @@ def test_flows_diff_prints_text_and_exits_0(
 
     assert run(["flows", "diff", str(old), str(new)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("flow deposit: version 1 → 2 (1 changed)\n")
+    assert out.startswith("flow deposit: version 1 → 2 (2 changed)\n")
     assert "  ~ paid: outcome failed: refunding → bounced" in out
 
     assert run(["flows", "diff", str(old), str(old)]) == 0
@@ -351,8 +359,8 @@ def test_flows_diff_with_a_store_counts_live_sessions_in_affected_states(
 
     assert run(["flows", "diff", str(old), str(new), "--store", store_url, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["live_sessions"] == {"paid": 2, "review": 1}
-    assert data["affected_states"] == ["paid", "review"]
+    assert data["live_sessions"] == {"paid": 2, "delivered": 0, "review": 1}
+    assert data["affected_states"] == ["paid", "delivered", "review"]
 
 
 def test_add_command_returns_the_flows_actions_for_more(

@@ -112,7 +112,7 @@ def test_too_many_paths_is_an_error_not_a_hang() -> None:
 
     with pytest.raises(FlowEngineError, match="more than 3 paths"):
         all_paths(spec, max_paths=3)
-    assert len(all_paths(spec, max_paths=48)) == 48
+    assert len(all_paths(spec, max_paths=38)) == 38
 
 
 def test_a_path_as_json() -> None:
@@ -140,13 +140,13 @@ def test_paths_as_text() -> None:
     text = format_paths(all_paths(load_flow(DEPOSIT)))
     lines = text.splitlines()
 
-    assert len(lines) == 48  # 16 written in the flow, 32 through its default arms
+    assert len(lines) == 38  # 14 written in the flow, 24 through its default arms
     assert lines[0] == (
         " 1. created --select_amount [not amount_fixed]--> amount_selected "
         "--payment_detected--> paid --evm.deliver.done--> delivered "
         "--evm.settle.done--> completed"
     )
-    assert lines[-1] == "48. created --expire (at expiry)--> expired"
+    assert lines[-1] == "38. created --expire (at expiry)--> expired"
     assert "--evm.deliver.unknown (default)--> review --resolve_completed--> completed" in text
     assert format_paths([]) == "no paths"
 
@@ -157,7 +157,7 @@ def test_cli_paths(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["paths", str(DEPOSIT), "--json"]) == 0
     found = json.loads(capsys.readouterr().out)
-    assert len(found) == 48
+    assert len(found) == 38
     assert found[-1]["states"] == ["created", "expired"]
 
 

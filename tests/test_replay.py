@@ -49,13 +49,17 @@ def test_an_additive_change_replays_clean(engine: Engine, traffic: dict[str, str
     assert replay_check(engine.store, version(added)).ok
 
 
+SETTLE_TO_REVIEW = "{done: completed, failed: review}"
+SETTLE_TO_REFUND = "{done: completed, failed: refunding}"
+
+
 def test_dropping_the_refund_on_a_reverted_delivery_is_caught(
     engine: Engine, traffic: dict[str, str]
 ) -> None:
     no_refund = V1.replace(
         "outcomes: {done: delivered, failed: refunding}",
         "outcomes: {done: delivered, failed: bounced}",
-    )
+    ).replace(SETTLE_TO_REVIEW, SETTLE_TO_REFUND)  # refunding stays reachable
     report = replay_check(engine.store, version(no_refund))
     assert not report.ok
     (divergence,) = report.divergences
@@ -85,7 +89,9 @@ def test_deploy_registers_a_version_only_when_its_replay_passes(
     engine: Engine, traffic: dict[str, str], clock: ManualClock
 ) -> None:
     no_refund = version(
-        V1.replace("failed: refunding}\n  delivered", "failed: bounced}\n  delivered")
+        V1.replace("failed: refunding}\n  delivered", "failed: bounced}\n  delivered").replace(
+            SETTLE_TO_REVIEW, SETTLE_TO_REFUND
+        )
     )
     refused = deploy(engine.store, no_refund, now_ms=clock.now_ms())
     assert not refused.deployed

@@ -7,6 +7,7 @@ timers by the :class:`TimerWorker` once the clock reaches them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from flowengine.clock import ManualClock
 from flowengine.engine import Engine
 from flowengine.paths import FlowPath, all_paths
-from flowengine.spec import load_flow
+from flowengine.spec import Edge, load_flow
 from flowengine.workers import TimerWorker
 from tests.conftest import FLOWS
 from tests.factories import create_request
@@ -35,22 +36,22 @@ def shipped_paths() -> list[Any]:
     return cases
 
 
-def request_for(flow: str, path: FlowPath) -> dict[str, Any]:
+def request_for(flow: str, edges: Sequence[Edge]) -> dict[str, Any]:
     """A create-session body whose facts make the path's guards come out as drawn."""
-    guards = " ".join(edge.guard for edge in path.edges)
+    guards = " ".join(edge.guard for edge in edges)
     fixed = "not amount_fixed" not in guards
     return create_request(flow=flow, amount="25.00" if fixed else None, expiresIn=EXPIRES_IN)
 
 
-@pytest.mark.parametrize(("flow", "path"), shipped_paths())
-def test_every_path_of_every_shipped_flow(
-    engine: Engine, clock: ManualClock, flow: str, path: FlowPath
-) -> None:
-    sid = engine.create_session(request_for(flow, path)).session_id
+def walk(
+    engine: Engine, clock: ManualClock, flow: str, edges: Sequence[Edge]
+) -> tuple[str, list[str]]:
+    """A new session taken along ``edges``: its id and the states it visited."""
+    sid = engine.create_session(request_for(flow, edges)).session_id
     timers = TimerWorker(engine)
     visited = [engine.record(sid).state]
     received = 0
-    for edge in path.edges:
+    for edge in edges:
         if edge.kind == "timer":
             clock.advance(EXPIRES_IN)
             assert timers.run_once() == 1
@@ -68,9 +69,38 @@ def test_every_path_of_every_shipped_flow(
             received += payload.get("units", 0)
             engine.send(sid, edge.event, payload)
         visited.append(engine.record(sid).state)
+    return sid, visited
+
+
+@pytest.mark.parametrize(("flow", "path"), shipped_paths())
+def test_every_path_of_every_shipped_flow(
+    engine: Engine, clock: ManualClock, flow: str, path: FlowPath
+) -> None:
+    sid, visited = walk(engine, clock, flow, path.edges)
     assert visited == list(path.states)
     log = engine.history(sid)
     assert [e.target for e in log] == list(path.states)
     assert log[-1].target in {
         name for name, s in engine.flows.current(flow).spec.states.items() if s.final
     }
+
+
+@pytest.mark.parametrize("flow", sorted(file.stem for file in FLOWS.glob("*.yaml")))
+def test_a_failed_settlement_is_left_to_a_person_not_refunded(
+    engine: Engine, clock: ManualClock, flow: str
+) -> None:
+    # The delivery (or call) is counted when it is done: refunding after a failed
+    # settlement returned what the session then held, nothing, and ended it 'bounced'
+    # (a payer told their money came back, a merchant told it did not arrive).
+    path = next(
+        p
+        for p in all_paths(engine.flows.current(flow).spec)
+        if any(edge.event == "evm.settle.failed" for edge in p.edges)
+    )
+    upto = [edge.event for edge in path.edges].index("evm.settle.failed") + 1
+    sid, _ = walk(engine, clock, flow, path.edges[:upto])
+    session = engine.get(sid)
+    assert (session.amounts.delivered, session.amounts.refunded) == ("25.00", "0.00")
+    assert session.status != "bounced"
+    with engine.store.transaction() as tx:
+        assert not [e for e in tx.effects(sid) if e.effect.endswith(".refund")]
