@@ -54,6 +54,20 @@ def movement(event: str, payload: Mapping[str, Any]) -> Movement | None:
                 )
             ]
         )
+    if kind == "received" and units == 0:
+        # A session that accepts underpayment would deliver nothing and complete:
+        # the merchant told it was paid. Zero-value token transfers cost a spoofer
+        # only gas, so they are not payments.
+        raise ValidationError(
+            [
+                FieldError(
+                    "payload.units",
+                    "invalid_units",
+                    f"'units' of {event} must be at least 1: a payment of nothing is not a "
+                    "payment (send the base units that arrived)",
+                )
+            ]
+        )
     tx_hash = payload.get("txHash")
     return Movement(kind, units, tx_hash if isinstance(tx_hash, str) else None)
 

@@ -386,7 +386,7 @@ def _simulate(args: argparse.Namespace) -> int:
         created = engine.history(sid)[0]
         print(f"{'start':<18} → {created.target}{_describe(created.requests)}")
         for event in (e.strip() for e in args.events.split(",") if e.strip()):
-            step = engine.send(sid, event)
+            step = engine.send(sid, event, _simulated_payload(event, engine.record(sid).data))
             print(f"{event:<18} {step.event.source} → {step.state}{_describe(step.event.requests)}")
         record = engine.record(sid)
     finally:
@@ -394,6 +394,17 @@ def _simulate(args: argparse.Namespace) -> int:
     final = " (final)" if spec.states[record.state].final else ""
     print(f"ends in {record.state}{final}, status '{record.status}'")
     return 0
+
+
+def _simulated_payload(event: str, session: Mapping[str, Any]) -> dict[str, Any]:
+    """What a simulated event carries: a payment brings the session's amount (one whole
+    token when the payer chooses it), since a payment of nothing is refused."""
+    if event != "payment_detected":
+        return {}
+    from . import amounts
+
+    expected = amounts.expected_units(session)
+    return {"units": expected or 10 ** int(session["destination"].get("decimals", 0))}
 
 
 def _demo_request(flow: str) -> dict[str, Any]:

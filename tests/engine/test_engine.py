@@ -127,7 +127,7 @@ def test_the_same_external_fact_reported_twice_counts_once(engine: Engine) -> No
 
 def test_unknown_session_and_unknown_flow_are_clear_errors(engine: Engine) -> None:
     with pytest.raises(SessionNotFound):
-        engine.send("0" * 32, "payment_detected")
+        engine.send("0" * 32, "payment_detected", PAYMENT)
     with pytest.raises(ValidationError) as invalid:
         engine.create_session(create_request(flow="nope"))
     assert invalid.value.errors[0].param == "flow"
@@ -240,6 +240,17 @@ def test_a_malformed_amount_is_refused_without_stopping_the_batch(engine: Engine
     assert isinstance(results[1], ValidationError)
     assert results[1].errors[0].param == "payload.units"
     assert [engine.get(sid).status for sid in ids] == ["paid", "created", "paid"]
+
+
+@pytest.mark.parametrize("payload", [{"units": 0, "txHash": "0x" + "ab" * 32}, {}])
+def test_a_payment_of_nothing_is_refused(engine: Engine, payload: dict[str, object]) -> None:
+    # A zero-value token transfer costs a spoofer only gas, and deposit accepts any
+    # underpayment: it would deliver nothing and complete, the merchant told it was paid.
+    sid = engine.create_session(create_request()).session_id
+    with pytest.raises(ValidationError) as refused:
+        engine.send(sid, "payment_detected", payload)
+    assert [e.param for e in refused.value.errors] == ["payload.units"]
+    assert (engine.get(sid).status, len(engine.history(sid))) == ("created", 1)
 
 
 @pytest.mark.parametrize(

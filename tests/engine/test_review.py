@@ -66,7 +66,7 @@ def test_an_override_needs_a_reason_and_an_allowed_event(engine: Engine) -> None
     with pytest.raises(ValidationError):
         engine.override(sid, "resolve_bounced", reason=" ", actor="ops")
     with pytest.raises(TransitionNotAllowed):
-        engine.override(sid, "payment_detected", reason="why not", actor="ops")
+        engine.override(sid, "payment_detected", reason="why not", actor="ops", payload=PAYMENT)
 
 
 def test_reconcile_finds_no_mismatch_after_real_traffic(engine: Engine) -> None:
