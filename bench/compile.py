@@ -187,7 +187,7 @@ class HandDeposit(StateChart[MachineContext]):
     deliver_done = Event(paid.to(delivered), id="evm.deliver.done")
     deliver_failed = Event(paid.to(refunding), id="evm.deliver.failed")
     settle_done = Event(delivered.to(completed), id="evm.settle.done")
-    settle_failed = Event(delivered.to(refunding), id="evm.settle.failed")
+    settle_failed = Event(delivered.to(review), id="evm.settle.failed")
     refund_done = Event(refunding.to(bounced), id="evm.refund.done")
     refund_failed = Event(refunding.to(review), id="evm.refund.failed")
 
