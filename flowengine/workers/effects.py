@@ -306,6 +306,8 @@ class EffectRunner:
                             current,
                             status="pending",
                             available_at=now,
+                            lease_until=None,
+                            claimed_by=None,
                             last_error=ANSWERED_AFTER_CANCEL,
                         )
                     )
