@@ -1,4 +1,5 @@
-"""Request builders shared by the tests: a valid create-session body, varied by keyword."""
+"""Inputs shared by the tests: a valid create-session body, varied by keyword, and
+variants of the shipped deposit flow."""
 
 from __future__ import annotations
 
@@ -29,3 +30,17 @@ def create_request(
     }
     request.update(extra)
     return request
+
+
+def without_refund_on_reverted_delivery(deposit: str) -> str:
+    """``deposit`` (the shipped flow's text) where a reverted delivery bounces instead
+    of refunding: a breaking change for sessions that are refunding. A failed
+    settlement refunds instead, so the refunding state stays reachable."""
+    edits = (
+        ("{done: delivered, failed: refunding}", "{done: delivered, failed: bounced}"),
+        ("{done: completed, failed: review}", "{done: completed, failed: refunding}"),
+    )
+    for old, new in edits:
+        assert old in deposit, old
+        deposit = deposit.replace(old, new)
+    return deposit

@@ -11,7 +11,7 @@ from flowengine.engine import Engine
 from flowengine.flows import FlowRegistry
 from flowengine.spec import load_flow
 from tests.conftest import FLOWS
-from tests.factories import create_request
+from tests.factories import create_request, without_refund_on_reverted_delivery
 
 V1 = (FLOWS / "deposit.yaml").read_text()
 PAY = {"units": 25_000_000, "txHash": "0x" + "aa" * 32}
@@ -55,17 +55,8 @@ def test_a_breaking_change_is_diffed_caught_and_not_deployed(
     assert main(["flows", "check", v2, "--store", url, "--replay"]) == 0  # the change is ahead
     assert "ok:" in capsys.readouterr().out
 
-    no_refund = write(  # a reverted delivery no longer refunds (a failed settlement does)
-        tmp_path,
-        V1.replace("version: 1\n", "version: 3\n", 1)
-        .replace(
-            "outcomes: {done: delivered, failed: refunding}",
-            "outcomes: {done: delivered, failed: bounced}",
-        )
-        .replace(
-            "outcomes: {done: completed, failed: review}",
-            "outcomes: {done: completed, failed: refunding}",
-        ),
+    no_refund = write(
+        tmp_path, without_refund_on_reverted_delivery(V1.replace("version: 1\n", "version: 3\n", 1))
     )
     assert main(["flows", "check", no_refund, "--store", url, "--replay"]) == 1
     report = capsys.readouterr().out

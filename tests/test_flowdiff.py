@@ -19,7 +19,7 @@ from flowengine.flows import FlowRegistry
 from flowengine.replay import add_commands as add_replay_commands
 from flowengine.spec import FlowSpec, load_flow
 from tests.conftest import FLOWS
-from tests.factories import create_request
+from tests.factories import create_request, without_refund_on_reverted_delivery
 
 V1 = (FLOWS / "deposit.yaml").read_text()
 PAYMENT = {"units": 25_000_000, "txHash": "0x" + "aa" * 32}
@@ -33,19 +33,8 @@ def spec(text: str = V1) -> FlowSpec:
     return load_flow("flows/deposit.yaml", text=text)
 
 
-NO_REFUND = (
-    v2(V1)
-    .replace(
-        "outcomes: {done: delivered, failed: refunding}",
-        "outcomes: {done: delivered, failed: bounced}",
-    )
-    .replace(
-        "outcomes: {done: completed, failed: review}",
-        "outcomes: {done: completed, failed: refunding}",
-    )
-)
-"""v2: a reverted delivery no longer refunds (a failed settlement does instead, which
-keeps the refunding state reachable)."""
+NO_REFUND = without_refund_on_reverted_delivery(v2(V1))
+"""v2: a reverted delivery no longer refunds."""
 
 ON_HOLD = v2(V1).replace(
     "  review:\n",

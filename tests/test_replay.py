@@ -11,7 +11,7 @@ from flowengine.flows import FlowRegistry
 from flowengine.replay import deploy, replay_check
 from flowengine.spec import FlowSpec, load_flow
 from tests.conftest import FLOWS
-from tests.factories import create_request
+from tests.factories import create_request, without_refund_on_reverted_delivery
 
 V1 = (FLOWS / "deposit.yaml").read_text()
 PAYMENT = {"units": 25_000_000, "txHash": "0x" + "aa" * 32}
@@ -49,18 +49,10 @@ def test_an_additive_change_replays_clean(engine: Engine, traffic: dict[str, str
     assert replay_check(engine.store, version(added)).ok
 
 
-SETTLE_TO_REVIEW = "{done: completed, failed: review}"
-SETTLE_TO_REFUND = "{done: completed, failed: refunding}"
-
-
 def test_dropping_the_refund_on_a_reverted_delivery_is_caught(
     engine: Engine, traffic: dict[str, str]
 ) -> None:
-    no_refund = V1.replace(
-        "outcomes: {done: delivered, failed: refunding}",
-        "outcomes: {done: delivered, failed: bounced}",
-    ).replace(SETTLE_TO_REVIEW, SETTLE_TO_REFUND)  # refunding stays reachable
-    report = replay_check(engine.store, version(no_refund))
+    report = replay_check(engine.store, version(without_refund_on_reverted_delivery(V1)))
     assert not report.ok
     (divergence,) = report.divergences
     assert divergence.session_id == traffic["refunding"]
@@ -88,11 +80,7 @@ def test_a_sample_replays_that_many_sessions(engine: Engine, traffic: dict[str, 
 def test_deploy_registers_a_version_only_when_its_replay_passes(
     engine: Engine, traffic: dict[str, str], clock: ManualClock
 ) -> None:
-    no_refund = version(
-        V1.replace("failed: refunding}\n  delivered", "failed: bounced}\n  delivered").replace(
-            SETTLE_TO_REVIEW, SETTLE_TO_REFUND
-        )
-    )
+    no_refund = version(without_refund_on_reverted_delivery(V1))
     refused = deploy(engine.store, no_refund, now_ms=clock.now_ms())
     assert not refused.deployed
     with engine.store.transaction() as tx:
