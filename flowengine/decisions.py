@@ -23,7 +23,7 @@ from .compiler import CompiledFlow
 from .errors import FieldError, FlowEngineError, SessionNotFound, ValidationError
 from .events import EventInput, SendResult
 from .flows import FlowRegistry
-from .migration import migration_target
+from .migration import next_event_state
 from .store import (
     EffectAttempt,
     EffectRecord,
@@ -93,12 +93,8 @@ class Decisions:
             record = tx.get_session(session_id)
             if record is None:
                 raise SessionNotFound(session_id)
-            flow, state = self.flow_of(tx, record), record.state
             current = self.flows.find(record.flow_name)
-            target = migration_target(tx, record, flow, current)
-        if target is not None:
-            assert current is not None
-            flow, state = current, target
+            flow, state, _ = next_event_state(tx, record, self.flow_of(tx, record), current)
         return [
             AllowedEvent(edge.event, edge.target, edge.guard, holds, edge.kind)
             for edge, holds in flow.enabled(state, record.data)

@@ -44,7 +44,7 @@ from .events import ENGINE_META, EventInput, SendResult
 from .flows import FlowRegistry, UnknownFlow, save_version_in
 from .grouping import SendGroups
 from .jsonvalue import plain
-from .migration import migrate, migration_target
+from .migration import migrate, next_event_state
 from .outbox import request_rows, write_requests
 from .planning import Draft, Plan
 from .sessions import (
@@ -429,13 +429,7 @@ class Engine(Decisions):
             return self._late(tx, record, flow, item)
         # A newer version that takes this session over gets the event in its target
         # state; the move is written only once the event is taken (or deferred).
-        current = self.flows.find(record.flow_name)
-        target = migration_target(tx, record, flow, current)
-        if target is not None:
-            assert current is not None
-            flow, state = current, target
-        else:
-            state = record.state
+        flow, state, moving = next_event_state(tx, record, flow, self.flows.find(record.flow_name))
         step: Step | None = None
         try:
             step = flow.send(state, item.event, item.payload, session=record.data)
@@ -445,8 +439,8 @@ class Engine(Decisions):
                 raise TransitionNotAllowed(
                     exc.event, exc.state, exc.allowed, session_id=record.session_id
                 ) from None
-        if target is not None:
-            record = migrate(tx, record, flow, target, item.event, self.clock.now_ms())
+        if moving:
+            record = migrate(tx, record, flow, state, item.event, self.clock.now_ms())
         if step is None:
             return self._defer(tx, record, item)
         now = self.clock.now_ms()

@@ -45,6 +45,20 @@ def migration_target(
     return target
 
 
+def next_event_state(
+    tx: Transaction, record: SessionRecord, flow: CompiledFlow, current: CompiledFlow | None
+) -> tuple[CompiledFlow, str, bool]:
+    """The flow version and state the session's next event is offered to, and whether
+    that moves it: ``current`` in its :func:`migration_target` when ``current`` takes
+    the session over, else its own version (``flow``) and state. The event is applied
+    there or refused; the move is written (:func:`migrate`) only if it is taken."""
+    target = migration_target(tx, record, flow, current)
+    if target is None:
+        return flow, record.state, False
+    assert current is not None
+    return current, target, True
+
+
 def _older(tx: Transaction, record: SessionRecord, current: CompiledFlow) -> bool:
     """Whether the session's flow version is older than ``current``'s.
 
