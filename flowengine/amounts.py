@@ -43,30 +43,20 @@ def movement(event: str, payload: Mapping[str, Any]) -> Movement | None:
     else:
         return None
     units = payload.get("units", 0)
+    problem = None
     if not isinstance(units, int) or isinstance(units, bool) or not 0 <= units <= MAX_UNITS:
-        raise ValidationError(
-            [
-                FieldError(
-                    "payload.units",
-                    "invalid_units",
-                    f"'units' of {event} must be an integer in base units from 0 to 2**256 - 1, "
-                    f"not {units!r}",
-                )
-            ]
-        )
-    if kind == "received" and units == 0:
+        problem = f"must be an integer in base units from 0 to 2**256 - 1, not {units!r}"
+    elif kind == "received" and units == 0:
         # A session that accepts underpayment would deliver nothing and complete:
         # the merchant told it was paid. Zero-value token transfers cost a spoofer
         # only gas, so they are not payments.
+        problem = (
+            "must be at least 1: a payment of nothing is not a payment "
+            "(send the base units that arrived)"
+        )
+    if problem is not None:
         raise ValidationError(
-            [
-                FieldError(
-                    "payload.units",
-                    "invalid_units",
-                    f"'units' of {event} must be at least 1: a payment of nothing is not a "
-                    "payment (send the base units that arrived)",
-                )
-            ]
+            [FieldError("payload.units", "invalid_units", f"'units' of {event} {problem}")]
         )
     tx_hash = payload.get("txHash")
     return Movement(kind, units, tx_hash if isinstance(tx_hash, str) else None)
