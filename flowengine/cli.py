@@ -385,8 +385,9 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"session {sid} in {args.store}")
         created = engine.history(sid)[0]
         print(f"{'start':<18} → {created.target}{_describe(created.requests)}")
+        data = engine.record(sid).data  # its destination (what a payment brings) stays
         for event in (e.strip() for e in args.events.split(",") if e.strip()):
-            step = engine.send(sid, event, _simulated_payload(event, engine.record(sid).data))
+            step = engine.send(sid, event, _simulated_payload(event, data))
             print(f"{event:<18} {step.event.source} → {step.state}{_describe(step.event.requests)}")
         record = engine.record(sid)
     finally:
